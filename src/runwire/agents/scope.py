@@ -1,0 +1,92 @@
+"""What one run is given: its identity, its inputs and where its events go.
+
+Everything here is request-scoped: a new :class:`RunScope` is built for every run and
+shared with nothing else (seed: UserExecutionContext, without the globals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from runwire.ids import MessageId, RunId, ThreadId, UserId
+from runwire.protocol.codes import RunEventType
+
+
+class EventSink(Protocol):
+    """Where a run's events go (the run's emitter).
+
+    Contract: `emit` returns once the event is committed to the thread's log (or, for
+    `partial_result`, buffered for a commit within a short window); events of one run
+    keep the order of the `emit` calls. The sink adds thread_id, run_id, seq and
+    timestamp; callers give only the type and the payload of SPEC 2.4.
+    """
+
+    async def emit(self, type: RunEventType, payload: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One of the calling user's own messages that matched a search."""
+
+    thread_id: ThreadId
+    thread_title: str
+    message_id: MessageId
+    role: str
+    content: str
+
+
+class MessageSearch(Protocol):
+    """Searches the messages of exactly one user (the run's owner)."""
+
+    async def __call__(self, user_id: UserId, query: str, *, limit: int) -> list[SearchHit]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMessage:
+    """An earlier message of the thread, oldest first."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunScope:
+    """The execution context of one run.
+
+    Attributes:
+        user_id, thread_id, run_id: who and what this run is.
+        scopes: permissions granted by the token's `scope` claim.
+        agent_name: the agent that supervises the run (registry name).
+        user_message: the text of the user message that started the run.
+        user_message_id: its public id.
+        assistant_message_id: id the answer will be stored under (known before streaming,
+            so `partial_result` deltas can name it).
+        history: up to `max_history_size` earlier messages of the thread, oldest first.
+        context, settings: the client's optional `context` / `settings` objects.
+        events: the run's emitter.
+        search: owner-scoped message search for the `search_threads` tool.
+    """
+
+    user_id: UserId
+    thread_id: ThreadId
+    run_id: RunId
+    agent_name: str
+    user_message: str
+    user_message_id: MessageId
+    assistant_message_id: MessageId
+    events: EventSink
+    search: MessageSearch
+    scopes: frozenset[str] = frozenset()
+    history: Sequence[HistoryMessage] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOutcome:
+    """What a finished run produced: the final answer and token usage."""
+
+    content: str
+    usage: Mapping[str, int] = field(default_factory=dict)

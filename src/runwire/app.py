@@ -1,0 +1,177 @@
+"""The application object: ``create_app(settings)`` builds everything in its lifespan.
+
+:class:`Services` owns every long-lived part (database, bus, token service, agent
+runtime, run service, connection registry, gateway) and hands each its dependencies
+through its constructor. Nothing is global; two apps in one process share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from runwire.agents.registry import AgentRegistry, default_registry, load_user_registry
+from runwire.agents.runtime import AgentRuntime
+from runwire.api.errors import install_problem_handlers
+from runwire.api.routes import router as api_router
+from runwire.auth import TokenService
+from runwire.bus.base import Bus
+from runwire.bus.memory import InMemoryBus
+from runwire.gateway.endpoint import Gateway
+from runwire.gateway.registry import ConnectionRegistry
+from runwire.protocol.codes import CloseCode
+from runwire.runs.service import RunService
+from runwire.settings import Settings
+from runwire.store import eventlog
+from runwire.store.db import Database
+from runwire.store.reader import ThreadReader
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
+PRUNE_INTERVAL = 60.0
+
+
+@dataclass
+class Services:
+    """Everything one runwire node runs, built once per application."""
+
+    settings: Settings
+    db: Database
+    bus: Bus
+    tokens: TokenService
+    registry: AgentRegistry
+    runtime: AgentRuntime
+    runs: RunService
+    reader: ThreadReader
+    connections: ConnectionRegistry
+    gateway: Gateway
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _drained: bool = False
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        """Open the database (and migrate), build the parts, recover unfinished runs."""
+        tokens = TokenService(settings)
+        db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size,
+                      timeout=settings.db_timeout)
+        await db.migrate()
+        bus: Bus = InMemoryBus()
+        registry = default_registry()
+        if settings.agents:
+            load_user_registry(settings.agents, registry)
+        runtime = AgentRuntime(model=settings.model, registry=registry,
+                               builtin_delta_delay=settings.builtin_delta_delay,
+                               tool_timeout=settings.tool_timeout)
+        runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime)
+        reader = ThreadReader(db)
+        connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
+        gateway = Gateway(settings=settings, tokens=tokens, registry=connections, bus=bus,
+                          runs=runs, reader=reader, model_info=dict(runtime.model_info()))
+        services = cls(settings=settings, db=db, bus=bus, tokens=tokens, registry=registry,
+                       runtime=runtime, runs=runs, reader=reader, connections=connections,
+                       gateway=gateway)
+        await runs.recover()
+        services._background.append(
+            asyncio.create_task(services._prune_forever(), name="event-retention"))
+        return services
+
+    async def prune_once(self) -> int:
+        """Apply the event retention policy once; returns how many events were deleted."""
+        async with self.db.write() as session:
+            return await eventlog.prune(
+                session, keep_events=self.settings.event_retention_events,
+                max_age=timedelta(hours=self.settings.event_retention_hours))
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL)
+            try:
+                deleted = await self.prune_once()
+                if deleted:
+                    log.info("pruned %d events", deleted)
+            except Exception:
+                log.warning("event pruning failed", exc_info=True)
+
+    async def drain(self) -> None:
+        """Graceful shutdown, in order: stop accepting → let runs finish (grace) → end the
+        rest with stored terminal events → close sockets with 1001."""
+        if self._drained:
+            return
+        self._drained = True
+        self.gateway.stop_accepting()
+        await self.runs.drain(self.settings.shutdown_grace)
+        await self.gateway.close_all(CloseCode.GOING_AWAY, "server shutting down")
+
+    async def aclose(self) -> None:
+        await self.drain()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.bus.aclose()
+        await self.db.aclose()
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """`/readyz`: ready when the database answers; each component's state."""
+        db_ok = await self.db.ping()
+        bus = self.bus.health()
+        components = {"database": "ok" if db_ok else "down", "bus": bus,
+                      "redis": "not_configured" if self.settings.redis_url is None else bus,
+                      "runs": {"running": self.runs.scheduler.running,
+                               "queued": self.runs.scheduler.queued},
+                      "connections": len(self.connections)}
+        ready = db_ok and bus != "down" and not self._drained
+        return ready, {"status": "ready" if ready else "unavailable", "node_id":
+                       self.settings.node_id, "components": components}
+
+
+def services_of(app: Any) -> Services:
+    services = getattr(app.state, "services", None)
+    if not isinstance(services, Services):
+        raise RuntimeError("runwire services are not running")
+    return services
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the ASGI application; its lifespan starts and stops :class:`Services`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(title="runwire", version="0.1.0", lifespan=lifespan,
+                  summary="A real-time gateway for AI agents")
+    install_problem_handlers(app)
+    app.include_router(api_router)
+
+    @app.websocket("/ws")
+    async def websocket(ws: WebSocket) -> None:
+        await services_of(ws.app).gateway.serve(ws)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        ready, body = await services_of(request.app).readiness()
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
+    return app

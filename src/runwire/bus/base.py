@@ -1,0 +1,35 @@
+"""The bus contract shared by the in-memory and the Redis backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Literal, Protocol
+
+from runwire.protocol.envelope import Envelope
+
+Subscriber = Callable[[Envelope], None]
+BusHealth = Literal["ok", "degraded", "down"]
+
+
+class Bus(Protocol):
+    """Per-user fan-out of frames.
+
+    Contract:
+        - `publish` hands the envelope to every current subscriber of ``envelope.user_id``
+          (on every node). Publishing never waits on a subscriber: callbacks are
+          synchronous and must not block (connections only enqueue).
+        - Envelopes published by one task reach a subscriber in publish order; delivery
+          is at most once per subscriber. A lost message is repaired by the reader from
+          the event log (gap rule), so the bus never needs to be durable.
+        - `subscribe` is an async context manager: the callback receives envelopes from
+          when it returns until the block exits.
+    """
+
+    async def publish(self, envelope: Envelope) -> None: ...
+
+    def subscribe(self, user_id: str, callback: Subscriber) -> AbstractAsyncContextManager[None]: ...
+
+    def health(self) -> BusHealth: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,50 @@
+"""In-process bus: the embedded default (one node)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from runwire.bus.base import BusHealth, Subscriber
+from runwire.protocol.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+
+class InMemoryBus:
+    """Fan-out inside one process: user_id → set of subscriber callbacks."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[Subscriber]] = {}
+
+    async def publish(self, envelope: Envelope) -> None:
+        self.deliver(envelope)
+
+    def deliver(self, envelope: Envelope) -> None:
+        """Hand `envelope` to the local subscribers of its user (synchronously)."""
+        for callback in tuple(self._subscribers.get(envelope.user_id, ())):
+            try:
+                callback(envelope)
+            except Exception:  # one broken subscriber must not stop the others
+                log.exception("bus subscriber failed")
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, user_id: str, callback: Subscriber) -> AsyncIterator[None]:
+        subs = self._subscribers.setdefault(user_id, set())
+        subs.add(callback)
+        try:
+            yield
+        finally:
+            subs.discard(callback)
+            if not subs:
+                self._subscribers.pop(user_id, None)
+
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    def health(self) -> BusHealth:
+        return "ok"
+
+    async def aclose(self) -> None:
+        self._subscribers.clear()

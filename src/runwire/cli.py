@@ -1,0 +1,117 @@
+"""The ``runwire`` command: serve, token, migrate, chat."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from typing import Annotated
+
+import typer
+
+from runwire.errors import ConfigError
+from runwire.settings import Settings, load_settings
+
+app = typer.Typer(help="runwire: a real-time gateway for AI agents.", no_args_is_help=True,
+                  add_completion=False)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        typer.echo(f"runwire: invalid setting: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    user: Annotated[str, typer.Option(help="User the printed login URL is for.")] = "",
+) -> None:
+    """Start the server (migrates the database first)."""
+    from runwire.app import create_app
+    from runwire.auth import TokenService
+    from runwire.logs import configure
+    from runwire.server import RunwireServer, server_config
+
+    settings = _settings()
+    configure(settings.log_format, settings.log_level)
+    try:
+        tokens = TokenService(settings)
+    except ConfigError as exc:
+        typer.echo(f"runwire: invalid setting: {exc}", err=True)
+        raise typer.Exit(2) from None
+    server = RunwireServer(server_config(create_app(settings), settings, host=host, port=port))
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    try:
+        token = tokens.issue(user or _default_user(), ttl=7 * 86400)
+        login = f"http://{shown}:{port}/#token={token}"
+    except ConfigError:
+        login = f"http://{shown}:{port}/ (issue tokens with your identity provider)"
+    typer.echo(f"\n  runwire is starting on http://{shown}:{port}\n"
+               f"  open the chat (logs you in):\n\n    {login}\n", err=True)
+    server.run()
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Option("--user", help="User id (the token's sub).")],
+    scope: Annotated[str, typer.Option(help="Space-separated scopes granted.")] = "",
+    ttl: Annotated[float, typer.Option(help="Lifetime in seconds.", min=1)] = 86400.0,
+) -> None:
+    """Print a token that the server started with the same settings accepts."""
+    from runwire.auth import TokenService
+
+    settings = _settings()
+    try:
+        typer.echo(TokenService(settings).issue(user, scopes=scope, ttl=ttl))
+    except ConfigError as exc:
+        typer.echo(f"runwire: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from runwire.store.db import Database
+
+    settings = _settings()
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url, timeout=60)
+        try:
+            await db.migrate()
+        finally:
+            await db.aclose()
+
+    asyncio.run(run())
+    typer.echo("database is up to date", err=True)
+
+
+@app.command()
+def chat(
+    url: Annotated[str, typer.Option(help="WebSocket URL.")] = "ws://127.0.0.1:8000/ws",
+    user: Annotated[str, typer.Option(help="User to chat as (token made locally).")] = "",
+    token: Annotated[str, typer.Option(envvar="RUNWIRE_TOKEN", help="Use this token.")] = "",
+    thread: Annotated[str, typer.Option(help="Continue this thread id.")] = "",
+) -> None:
+    """Chat in the terminal, with live streaming of thinking, tools and the answer."""
+    from runwire.auth import TokenService
+    from runwire.chat import run_chat
+
+    if not token:
+        token = TokenService(_settings()).issue(user or _default_user(), ttl=86400)
+    sys.exit(asyncio.run(run_chat(url, token, thread or None)))
+
+
+def main() -> None:
+    app()

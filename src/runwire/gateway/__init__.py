@@ -1,0 +1,1 @@
+"""The WebSocket edge: handshake, per-connection writer and delivery, frame routing."""

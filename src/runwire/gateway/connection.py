@@ -1,0 +1,274 @@
+"""One client connection: its outbound queue, writer and per-thread delivery cursor.
+
+Delivery rules (SPEC 2.4, DESIGN "Connections"):
+    - Each thread event is sent at most once per connection; live events of a thread go
+      out in seq order without gaps from the first one this connection received.
+    - A live event above ``last + 1`` is held while the gap is read from the log
+      (repair), then sent in order. A ``resume`` holds live events the same way while
+      it replays the seqs this connection lacks, then flushes them, dropping what was sent.
+    - Outbound frames wait in two lanes: a small priority lane (`pong`, `error`,
+      `message_ack`) that may overtake, and the ordered lane (thread events,
+      `replay_complete`, other frames, `chunk` runs). Overflowing the ordered lane with
+      live events closes the connection with 4009 (the client resumes; nothing is lost).
+      Replays wait for room instead of overflowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runwire.protocol.codes import CloseCode, ErrorCode
+from runwire.protocol.envelope import Envelope, encode
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+ReadEvents = Callable[[str, int, int | None], Awaitable[list[Envelope]]]
+
+
+@dataclass(slots=True)
+class Cursor:
+    """What this connection has sent of one thread: every seq in ``first..last``."""
+
+    first: int | None = None
+    last: int = 0
+    held: list[Envelope] | None = None  # live events held during a repair or resume
+
+
+@dataclass(slots=True)
+class Stats:
+    frames_out: int = 0
+    events_dropped_dup: int = 0
+    repairs: int = 0
+
+
+@dataclass(eq=False)
+class Connection:
+    """State and writer of one WebSocket connection.
+
+    Args:
+        send: sends one text frame on the socket.
+        close: sends the close frame.
+        read_events: ``(thread_id, after_seq, before_seq)`` → stored events in seq order.
+    """
+
+    connection_id: str
+    user_id: str
+    scopes: frozenset[str]
+    send: Send
+    close: Close
+    read_events: ReadEvents
+    queue_size: int = 1000
+    chunk_size: int = 65536
+    send_timeout: float = 10.0
+    cursors: dict[str, Cursor] = field(default_factory=dict)
+    stats: Stats = field(default_factory=Stats)
+    close_code: int | None = None
+    _priority: deque[str] = field(default_factory=deque)
+    _ordered: deque[Envelope | str] = field(default_factory=deque)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _room: asyncio.Event = field(default_factory=asyncio.Event)
+    _close_reason: str = ""
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _replay_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # ---- queueing ----------------------------------------------------------------------
+
+    def send_priority(self, type: str, payload: Mapping[str, Any]) -> None:
+        """Queue `pong`, `error` or `message_ack`: may overtake queued thread events."""
+        if self.close_code is None:
+            self._priority.append(encode(type, payload))
+            self._wake.set()
+
+    def send_error(self, code: ErrorCode, message: str, request_id: str | None = None,
+                   **extra: Any) -> None:
+        self.send_priority("error", {"code": code, "message": message,
+                                     "request_id": request_id, **extra})
+
+    def send_ordered(self, item: Envelope | str) -> None:
+        """Queue a frame behind earlier thread events; overflow closes with 4009."""
+        if self.close_code is not None:
+            return
+        if len(self._ordered) >= self.queue_size:
+            self.request_close(CloseCode.SLOW_CONSUMER, "outbound queue overflow")
+            return
+        self._ordered.append(item)
+        self._wake.set()
+
+    async def _send_replayed(self, env: Envelope) -> None:
+        """Queue a replayed event, waiting for room instead of overflowing."""
+        while self.close_code is None and len(self._ordered) >= self.queue_size // 2:
+            self._room.clear()
+            await self._room.wait()
+        self.send_ordered(env)
+
+    def request_close(self, code: int, reason: str = "") -> None:
+        """Close after the frames already in the priority lane (never blocks)."""
+        if self.close_code is not None:
+            return
+        self.close_code = int(code)
+        self._close_reason = reason
+        self._ordered.clear()
+        self._wake.set()
+        self._room.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._ordered)
+
+    # ---- the writer --------------------------------------------------------------------
+
+    async def run_writer(self) -> None:
+        """Drain both lanes onto the socket until closed; then send the close frame."""
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._priority or (self._ordered and self.close_code is None):
+                    if self._priority:
+                        await self._send(self._priority.popleft())
+                        continue
+                    item = self._ordered.popleft()
+                    if len(self._ordered) < self.queue_size // 2:
+                        self._room.set()
+                    if isinstance(item, str):
+                        await self._send(item)
+                    else:
+                        for frame in item.chunks(self.chunk_size):  # nothing in between
+                            await self._send(frame)
+                if self.close_code is not None:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(self.send_timeout):
+                            await self.close(self.close_code, self._close_reason)
+                    return
+        except (TimeoutError, OSError, RuntimeError) as exc:
+            log.info("connection writer stopped: %s", type(exc).__name__)
+            if self.close_code is None:
+                self.close_code = CloseCode.SLOW_CONSUMER if isinstance(exc, TimeoutError) else 1006
+
+    async def _send(self, frame: str) -> None:
+        async with asyncio.timeout(self.send_timeout):
+            await self.send(frame)
+        self.stats.frames_out += 1
+
+    # ---- live delivery (bus callback) --------------------------------------------------
+
+    def offer(self, env: Envelope) -> None:
+        """Take one live frame from the bus; synchronous and non-blocking."""
+        if env.thread_id is None or env.seq is None:
+            self.send_ordered(env)
+            return
+        cursor = self.cursors.get(env.thread_id)
+        if cursor is None:
+            self.cursors[env.thread_id] = Cursor(first=env.seq, last=env.seq)
+            self.send_ordered(env)
+        elif cursor.held is not None:
+            cursor.held.append(env)
+        elif env.seq <= cursor.last:
+            self.stats.events_dropped_dup += 1
+        elif env.seq == cursor.last + 1:
+            cursor.last = env.seq
+            self.send_ordered(env)
+        else:  # a gap: fetch the missing seqs from the log before sending this one
+            cursor.held = [env]
+            self.stats.repairs += 1
+            self._spawn(self._repair(env.thread_id), "gap-repair")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:
+                log.warning("%s failed; closing so the client resumes", name, exc_info=True)
+                self.request_close(CloseCode.INTERNAL_ERROR, "delivery failed")
+
+        task = asyncio.create_task(guarded(), name=f"{name}-{self.connection_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _repair(self, thread_id: str) -> None:
+        async with self._replay_lock:
+            cursor = self.cursors[thread_id]
+            if cursor.held is None:
+                return
+            await self._fill_and_release(thread_id, cursor)
+
+    async def _fill_and_release(self, thread_id: str, cursor: Cursor) -> None:
+        """Send the log's events after ``cursor.last`` up to the held ones, then the held
+        events in order; stop holding. Loops until nothing held is left."""
+        while cursor.held:
+            target = max(e.seq or 0 for e in cursor.held)
+            if target > cursor.last + 1:
+                for env in await self.read_events(thread_id, cursor.last, target):
+                    if env.seq == cursor.last + 1:
+                        await self._send_replayed(env)
+                        cursor.last = env.seq
+            held = sorted((e for e in cursor.held if (e.seq or 0) > cursor.last),
+                          key=lambda e: e.seq or 0)
+            cursor.held = []
+            for env in held:
+                seq = env.seq or 0
+                if seq <= cursor.last:
+                    continue
+                # A seq the log no longer has (pruned) can't be filled: move on; the
+                # client's own gap check triggers a resume that answers complete=false.
+                cursor.last = seq
+                self.send_ordered(env)
+        cursor.held = None
+
+    async def resume(self, thread_id: str, after_seq: int, last_seq: int,
+                     first_retained: int | None) -> tuple[int, bool]:
+        """Replay what this connection lacks of a thread after `after_seq`.
+
+        Args:
+            last_seq, first_retained: the log's bounds, read just before (owner-checked).
+        Returns:
+            ``(last_seq sent, complete)`` for ``replay_complete``.
+        """
+        async with self._replay_lock:
+            cursor = self.cursors.setdefault(thread_id, Cursor())
+            if cursor.held is None:
+                cursor.held = []
+            complete = after_seq <= last_seq and (
+                after_seq >= last_seq
+                or (first_retained is not None and first_retained <= after_seq + 1)
+            )
+            start = min(after_seq, last_seq)
+            ranges: list[tuple[int, int | None]] = []
+            if cursor.first is None:
+                ranges.append((start, None))
+            else:
+                if start + 1 < cursor.first:
+                    ranges.append((start, cursor.first))
+                ranges.append((max(cursor.last, start), None))
+            for lo, hi in ranges:
+                after = lo
+                while True:
+                    page = await self.read_events(thread_id, after, hi)
+                    for env in page:
+                        await self._send_replayed(env)
+                        if hi is None:
+                            cursor.last = max(cursor.last, env.seq or 0)
+                    if len(page) < 1000:
+                        break
+                    after = page[-1].seq or after
+            cursor.last = max(cursor.last, start)
+            cursor.first = start + 1 if cursor.first is None else min(cursor.first, start + 1)
+            await self._fill_and_release(thread_id, cursor)
+            self.send_ordered(encode("replay_complete", {
+                "thread_id": thread_id, "last_seq": cursor.last, "complete": complete}))
+            return cursor.last, complete
+
+    async def aclose(self) -> None:
+        """Cancel this connection's helper tasks (repairs)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))

@@ -1,0 +1,241 @@
+"""The ``/ws`` endpoint: handshake, the connection's tasks, reading and routing frames.
+
+Handshake order (SPEC 2.1/2.2): origin → token → per-user limit; a refused client is
+accepted and then closed with the 4xxx code that says why. The first frame of an
+accepted connection is ``connection_established``. There is no other path in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from runwire.auth import Principal, TokenService
+from runwire.bus.base import Bus
+from runwire.errors import AuthError, NotFound, StorageUnavailable, ThreadBusy
+from runwire.gateway.connection import Connection
+from runwire.gateway.registry import ConnectionRegistry
+from runwire.ids import new_id
+from runwire.protocol.codes import PROTOCOL_VERSION, CloseCode
+from runwire.protocol.envelope import Envelope, encode
+from runwire.protocol.frames import FrameError, Ping, Resume, SendMessage, StopAgent, parse_client_frame
+from runwire.protocol.handshake import credentials, origin_allowed
+from runwire.runs.service import RunService
+from runwire.settings import Settings
+from runwire.store.reader import ThreadReader
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """Serves WebSocket connections over the run service and the bus."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        tokens: TokenService,
+        registry: ConnectionRegistry,
+        bus: Bus,
+        runs: RunService,
+        reader: ThreadReader,
+        model_info: dict[str, Any],
+    ) -> None:
+        self._settings = settings
+        self._tokens = tokens
+        self.registry = registry
+        self._bus = bus
+        self._runs = runs
+        self._reader = reader
+        self._model_info = model_info
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._sessions: set[asyncio.Task[Any]] = set()
+        self.accepting = True
+
+    # ---- handshake ---------------------------------------------------------------------
+
+    async def serve(self, ws: WebSocket) -> None:
+        headers = ws.headers
+        offered = list(ws.scope.get("subprotocols") or [])
+        creds = credentials(offered, headers.get("authorization"))
+        if not self.accepting:
+            await self._refuse(ws, creds.subprotocol, CloseCode.GOING_AWAY, "server shutting down")
+            return
+        if not origin_allowed(headers.get("origin"), headers.get("host"),
+                              self._settings.allowed_origins):
+            await self._refuse(ws, creds.subprotocol, CloseCode.FORBIDDEN, "origin not allowed")
+            return
+        try:
+            principal = self._tokens.verify(creds.token)
+        except AuthError as exc:
+            await self._refuse(ws, creds.subprotocol, CloseCode.UNAUTHORIZED, str(exc))
+            return
+        conn = self._connection(ws, principal)
+        if not self.registry.try_add(conn):
+            await self._refuse(ws, creds.subprotocol, CloseCode.TOO_MANY_CONNECTIONS,
+                               "too many connections for this user")
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
+        try:
+            await ws.accept(subprotocol=creds.subprotocol)
+            await self._session(ws, conn, principal)
+        finally:
+            self.registry.remove(conn)
+            await conn.aclose()
+            if task is not None:
+                self._sessions.discard(task)
+
+    @staticmethod
+    async def _refuse(ws: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await ws.accept(subprotocol=subprotocol)
+            await ws.close(code=code, reason=reason[:120])
+
+    def _connection(self, ws: WebSocket, principal: Principal) -> Connection:
+        async def send(text: str) -> None:
+            await ws.send({"type": "websocket.send", "text": text})
+
+        async def close(code: int, reason: str) -> None:
+            await ws.close(code=code, reason=reason)
+
+        async def read_events(thread_id: str, after: int, before: int | None) -> list[Envelope]:
+            return await self._reader.events(principal.user_id, thread_id, after_seq=after,
+                                             before_seq=before, check_owner=False)
+
+        s = self._settings
+        return Connection(
+            connection_id=new_id(), user_id=principal.user_id, scopes=principal.scopes,
+            send=send, close=close, read_events=read_events, queue_size=s.outbound_queue_size,
+            chunk_size=s.outbound_chunk_size, send_timeout=s.send_timeout,
+        )
+
+    def _established(self, conn: Connection) -> str:
+        s = self._settings
+        return encode("connection_established", {
+            "connection_id": conn.connection_id, "user_id": conn.user_id,
+            "node_id": s.node_id, "protocol": PROTOCOL_VERSION,
+            "heartbeat_interval": s.heartbeat_interval, "max_message_size": s.max_message_size,
+            "limits": {
+                "max_connections_per_user": s.max_connections_per_user,
+                "rate_limit_messages": s.rate_limit_messages,
+                "rate_limit_frames": s.rate_limit_frames,
+                "outbound_chunk_size": s.outbound_chunk_size,
+            },
+            "model": self._model_info,
+        })
+
+    # ---- the session -------------------------------------------------------------------
+
+    async def _session(self, ws: WebSocket, conn: Connection, principal: Principal) -> None:
+        conn.send_ordered(self._established(conn))
+        async with self._bus.subscribe(conn.user_id, conn.offer):
+            writer = asyncio.create_task(conn.run_writer(), name=f"writer-{conn.connection_id}")
+            reader = asyncio.create_task(self._read(ws, conn, principal),
+                                         name=f"reader-{conn.connection_id}")
+            try:
+                await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if reader.done() and conn.close_code is not None and not writer.done():
+                    # The reader asked to close (1009...): let the writer send the close.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._settings.send_timeout):
+                            await asyncio.shield(writer)
+            finally:
+                for task in (reader, writer):
+                    task.cancel()
+                await asyncio.gather(reader, writer, return_exceptions=True)
+
+    async def _read(self, ws: WebSocket, conn: Connection, principal: Principal) -> None:
+        max_size = self._settings.max_message_size
+        message_lock = asyncio.Lock()  # a connection's messages are stored in order
+        while conn.close_code is None:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes") or b""
+                if len(data) > max_size:
+                    conn.request_close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+                    return
+                conn.send_error("invalid_json", "binary frames are not supported")
+                continue
+            if len(text) > max_size // 4 and len(text.encode()) > max_size:
+                conn.request_close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+                return
+            frame = parse_client_frame(text)
+            if isinstance(frame, FrameError):
+                conn.send_error(frame.code, frame.message, frame.request_id)
+            elif isinstance(frame, Ping):
+                conn.send_priority("pong", {"request_id": frame.request_id})
+            elif isinstance(frame, SendMessage):
+                self._background(self._send_message(conn, principal, frame, message_lock))
+            elif isinstance(frame, StopAgent):
+                self._background(self._stop(conn, principal, frame))
+            elif isinstance(frame, Resume):
+                self._background(self._resume(conn, principal, frame))
+
+    def _background(self, coro: Awaitable[None]) -> None:
+        """Run frame work off the read loop; control frames never wait behind it."""
+
+        async def run() -> None:
+            await coro
+
+        task = asyncio.create_task(run())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _send_message(self, conn: Connection, principal: Principal, frame: SendMessage,
+                            lock: asyncio.Lock) -> None:
+        rid = frame.request_id
+        async with lock:
+            try:
+                ack = await self._runs.send_message(principal, frame)
+            except NotFound as exc:
+                conn.send_error("not_found", str(exc), rid)
+            except ThreadBusy as exc:
+                conn.send_error("thread_busy", str(exc), rid)
+            except StorageUnavailable:
+                conn.send_error("storage_unavailable", "storage is unavailable; retry later", rid)
+            except Exception:
+                log.exception("user_message failed")
+                conn.send_error("internal", "internal error", rid)
+            else:
+                conn.send_priority("message_ack", ack.payload())
+
+    async def _stop(self, conn: Connection, principal: Principal, frame: StopAgent) -> None:
+        try:
+            await self._runs.stop(principal, run_id=frame.run_id, thread_id=frame.thread_id)
+        except NotFound as exc:
+            conn.send_error("not_found", str(exc), frame.request_id)
+        except StorageUnavailable:
+            conn.send_error("storage_unavailable", "storage is unavailable", frame.request_id)
+
+    async def _resume(self, conn: Connection, principal: Principal, frame: Resume) -> None:
+        try:
+            bounds = await self._reader.bounds(principal.user_id, frame.thread_id)
+            await conn.resume(frame.thread_id, frame.after_seq, bounds.last, bounds.first)
+        except NotFound as exc:
+            conn.send_error("not_found", str(exc), frame.request_id)
+        except StorageUnavailable:
+            conn.send_error("storage_unavailable", "storage is unavailable", frame.request_id)
+
+    # ---- shutdown ----------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
+
+    async def close_all(self, code: int, reason: str, timeout: float = 5.0) -> None:
+        """Close every connection with `code` and wait (bounded) for them to finish."""
+        for conn in self.registry:
+            conn.request_close(code, reason)
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=timeout)
+        if self._sessions:
+            await asyncio.wait(list(self._sessions), timeout=timeout)

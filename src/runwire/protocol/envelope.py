@@ -1,0 +1,104 @@
+"""Server → client frames (SPEC 2.4): the envelope, one-time serialisation, chunking.
+
+An event is serialised to JSON text exactly once (:func:`encode`); the same text goes to
+the log, the bus and every socket. Events larger than ``outbound_chunk_size`` are cut
+into ``chunk`` frames by :func:`split_chunks`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    """ISO 8601 UTC with millisecond precision and a ``Z`` suffix."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode(
+    type: str,
+    payload: Mapping[str, Any],
+    *,
+    thread_id: str | None = None,
+    run_id: str | None = None,
+    seq: int | None = None,
+    timestamp: datetime | None = None,
+) -> str:
+    """Serialise one server frame to compact JSON text."""
+    frame: dict[str, Any] = {"type": type, "payload": payload}
+    if thread_id is not None:
+        frame["thread_id"] = thread_id
+    if run_id is not None:
+        frame["run_id"] = run_id
+    if seq is not None:
+        frame["seq"] = seq
+    frame["timestamp"] = iso(timestamp or utc_now())
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def split_chunks(text: str, chunk_size: int) -> list[str]:
+    """Cut `text` between code points into slices of at most `chunk_size` UTF-8 bytes.
+
+    Joining the slices in order gives `text` back exactly.
+    """
+    data = text.encode()
+    if len(data) <= chunk_size:
+        return [text]
+    slices: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(start + chunk_size, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:  # continuation byte
+            end -= 1
+        slices.append(data[start:end].decode())
+        start = end
+    return slices
+
+
+def chunk_frames(text: str, chunk_size: int, chunk_id: str) -> list[str]:
+    """The ``chunk`` frames that carry `text` (one frame when it fits)."""
+    slices = split_chunks(text, chunk_size)
+    if len(slices) == 1:
+        return slices
+    total = len(slices)
+    return [
+        encode("chunk", {"chunk_id": chunk_id, "index": i, "total": total, "data": part})
+        for i, part in enumerate(slices)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A serialised server frame on its way to a user's connections.
+
+    Thread events carry `thread_id` and `seq`; other frames (``thread_created``...) carry
+    neither. `text` is the frame's JSON, made once and shared by every receiver; its
+    ``chunk`` frames are computed at most once too (:meth:`chunks`).
+    """
+
+    user_id: str
+    type: str
+    text: str
+    thread_id: str | None = None
+    seq: int | None = None
+    run_id: str | None = None
+    _chunks: dict[int, list[str]] = field(default_factory=dict, compare=False, repr=False)
+
+    def chunks(self, chunk_size: int) -> list[str]:
+        """The frames to send for this envelope: itself, or its ``chunk`` frames."""
+        if len(self.text) * 4 <= chunk_size:  # fast path: can't exceed the limit
+            return [self.text]
+        cached = self._chunks.get(chunk_size)
+        if cached is None:
+            chunk_id = f"{self.thread_id or 'x'}:{self.seq or 0}:{hash(self.text) & 0xFFFFFFFF:x}"
+            cached = chunk_frames(self.text, chunk_size, chunk_id)
+            self._chunks[chunk_size] = cached
+        return cached

@@ -1,0 +1,134 @@
+"""The per-run emitter: commit each event to the thread's log, then publish it.
+
+Order: events of one run are appended and published under one lock, so they reach the
+bus in seq order. ``partial_result`` deltas are coalesced for up to ``window`` seconds and
+written as one event (one transaction instead of one per token); any other event flushes
+the pending deltas first, so nothing overtakes a delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runwire.bus.base import Bus
+from runwire.protocol.codes import RunEventType
+from runwire.protocol.envelope import Envelope
+from runwire.store import eventlog
+from runwire.store.db import Database
+from runwire.store.eventlog import NewEvent
+
+log = logging.getLogger(__name__)
+
+Extra = Callable[[AsyncSession], Awaitable[None]]
+
+
+async def publish_all(bus: Bus, envelopes: Sequence[Envelope]) -> None:
+    """Publish committed envelopes; a bus failure is logged (the log repairs it)."""
+    for env in envelopes:
+        try:
+            await bus.publish(env)
+        except Exception:
+            log.warning("bus publish failed; clients repair from the log", exc_info=True)
+
+
+class RunEmitter:
+    """Implements :class:`runwire.agents.scope.EventSink` for one run."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        bus: Bus,
+        user_id: str,
+        thread_id: str,
+        run_id: str,
+        window: float = 0.03,
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self.user_id = user_id
+        self.thread_id = thread_id
+        self.run_id = run_id
+        self._window = window
+        self._lock = asyncio.Lock()
+        self._pending: list[tuple[str, str, str]] = []  # (agent_name, message_id, delta)
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self.streamed: dict[str, str] = {}  # message_id → text streamed so far
+
+    async def emit(self, type: RunEventType, payload: Mapping[str, Any]) -> None:
+        if type == "partial_result":
+            self._buffer(payload)
+            return
+        await self.commit([NewEvent(type, payload, self.run_id)])
+
+    def _buffer(self, payload: Mapping[str, Any]) -> None:
+        agent, msg_id, delta = payload["agent_name"], payload["message_id"], payload["delta"]
+        self._pending.append((agent, msg_id, delta))
+        self.streamed[msg_id] = self.streamed.get(msg_id, "") + delta
+        if self._window <= 0:
+            self._schedule_flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window, self._schedule_flush)
+
+    def _schedule_flush(self) -> None:
+        self._timer = None
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_quietly(), name="emitter-flush")
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.commit([])
+        except Exception:  # surfaced again by the next emit/flush of the run
+            log.warning("delta flush failed", exc_info=True)
+
+    def _take_deltas(self) -> list[NewEvent]:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        merged: list[NewEvent] = []
+        last_key: tuple[str, str] | None = None
+        parts: list[str] = []
+        for agent, msg_id, delta in self._pending:
+            if (agent, msg_id) != last_key and last_key is not None:
+                merged.append(self._delta_event(last_key, parts))
+                parts = []
+            last_key = (agent, msg_id)
+            parts.append(delta)
+        if last_key is not None:
+            merged.append(self._delta_event(last_key, parts))
+        self._pending.clear()
+        return merged
+
+    def _delta_event(self, key: tuple[str, str], parts: list[str]) -> NewEvent:
+        payload = {"agent_name": key[0], "message_id": key[1], "delta": "".join(parts)}
+        return NewEvent("partial_result", payload, self.run_id)
+
+    async def commit(self, events: Sequence[NewEvent], extra: Extra | None = None) -> None:
+        """Flush pending deltas, then append `events` (and run `extra` in the same
+        transaction), commit, and publish — in that order."""
+        async with self._lock:
+            batch = [*self._take_deltas(), *events]
+            if not batch and extra is None:
+                return
+            async with self._db.write() as session:
+                if extra is not None:
+                    await extra(session)
+                envelopes = await eventlog.append(session, self.user_id, self.thread_id, batch)
+            await publish_all(self._bus, envelopes)
+
+    async def aclose(self) -> None:
+        """Stop the flush timer; pending deltas are dropped unless committed before."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flush_task is not None and not self._flush_task.done():
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._flush_task

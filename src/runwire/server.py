@@ -1,0 +1,65 @@
+"""Running the app under uvicorn with runwire's heartbeat and drain semantics.
+
+- Heartbeat: uvicorn's sans-I/O WebSocket protocol pings every ``heartbeat_interval``;
+  a client that leaves pings unanswered for two intervals is closed with **4000**
+  (uvicorn would say 1011). It runs in the protocol, independent of agent work.
+- Drain: on SIGTERM/SIGINT, before uvicorn closes sockets (it would use 1012), runwire
+  stops accepting, lets runs finish up to ``shutdown_grace``, stores terminal events for
+  the rest and closes sockets with **1001**.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from runwire.protocol.codes import CloseCode
+from runwire.settings import Settings
+
+
+class HeartbeatProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, closing with 4000 on a heartbeat timeout."""
+
+    def keepalive_timeout(self) -> None:
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.conn.fail(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
+
+
+class RunwireServer(uvicorn.Server):
+    """uvicorn's server with runwire's drain before the connections are shut."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        app = self.config.app
+        services = getattr(getattr(app, "state", None), "services", None)
+        if services is not None:
+            await services.drain()
+        await super().shutdown(sockets)
+
+
+def server_config(app: FastAPI, settings: Settings, *, host: str, port: int,
+                  **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws=HeartbeatProtocol,
+        ws_ping_interval=settings.heartbeat_interval,
+        ws_ping_timeout=2 * settings.heartbeat_interval,
+        ws_max_size=settings.max_message_size * 4 + 1024,
+        lifespan="on",
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) + 10,
+        **extra,
+    )

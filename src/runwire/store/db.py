@@ -1,0 +1,141 @@
+"""The database handle: engine, sessions, timeouts, failure mapping, migrations.
+
+Every unit of work is one short transaction opened with :meth:`Database.write` or
+:meth:`Database.read`; it never spans an await on a model or a tool. Failures of the
+database (connection refused, timeouts, pool exhausted) surface as
+:class:`~runwire.errors.StorageUnavailable`; constraint violations stay
+:class:`sqlalchemy.exc.IntegrityError` so callers can treat them as "already there".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from runwire.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_KEY = 0x72756E77  # "runw": pg advisory lock so N nodes migrate once
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Database:
+    """Owns the engine and hands out short transactions.
+
+    Args:
+        url: SQLAlchemy async URL (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
+        pool_size: connections in the pool (PostgreSQL).
+        timeout: seconds one unit of work may take before it fails as storage_unavailable.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        if self.is_sqlite:
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 5}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=timeout)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer: serialising write transactions in-process avoids
+        # SQLITE_BUSY on lock upgrades; PostgreSQL uses row locks instead.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: commits on success, rolls back on any error."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self._write_lock is not None:
+                    async with self._write_lock, self._sessions() as session, session.begin():
+                        yield session
+                else:
+                    async with self._sessions() as session, session.begin():
+                        yield session
+        except IntegrityError:
+            raise
+        except (OperationalError, DBAPIError, OSError, TimeoutError, SQLAlchemyError) as exc:
+            log.warning("database write failed: %s", type(exc).__name__)
+            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """One read-only unit of work."""
+        try:
+            async with asyncio.timeout(self.timeout), self._sessions() as session:
+                yield session
+        except (OperationalError, DBAPIError, OSError, TimeoutError, SQLAlchemyError) as exc:
+            log.warning("database read failed: %s", type(exc).__name__)
+            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    async def ping(self) -> bool:
+        """True when a trivial query succeeds within the timeout."""
+        try:
+            async with self.read() as session:
+                await session.execute(text("SELECT 1"))
+        except StorageUnavailable:
+            return False
+        return True
+
+    def pool_status(self) -> dict[str, int]:
+        """Connections checked out and overflow (for metrics)."""
+        pool = self.engine.pool
+        checked_out = getattr(pool, "checkedout", None)
+        overflow = getattr(pool, "overflow", None)
+        return {
+            "in_use": int(checked_out()) if callable(checked_out) else 0,
+            "overflow": max(0, int(overflow())) if callable(overflow) else 0,
+        }
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (Alembic), once across nodes."""
+        from alembic import command
+        from alembic.config import Config
+
+        def upgrade(sync_conn: Any) -> None:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        async with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            try:
+                await conn.run_sync(upgrade)
+                await conn.commit()
+            finally:
+                if not self.is_sqlite:
+                    await conn.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
+                    )
+                    await conn.commit()
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,152 @@
+"""The per-thread event log: gapless seq allocation, reads for replay, retention.
+
+Appending is part of the caller's write transaction: ``UPDATE threads SET last_seq =
+last_seq + n ... RETURNING last_seq`` then the INSERTs. The row lock serialises writers
+of one thread (across nodes on PostgreSQL); a rollback takes the counter back with it, so
+a seq is never skipped or reused. Only committed events are ever published or sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import NoResultFound
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runwire.errors import NotFound
+from runwire.protocol.envelope import Envelope, encode, utc_now
+from runwire.store.models import Event, Run, Thread
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: its type, payload and (for run events) run id."""
+
+    type: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogBounds:
+    """What the log of a thread holds: retained seqs are `first..last` (contiguous)."""
+
+    first: int | None  # lowest retained seq, None when nothing is retained
+    last: int  # the thread's last allocated seq (0: no event yet)
+
+
+async def append(
+    session: AsyncSession, user_id: str, thread_id: str, events: Sequence[NewEvent]
+) -> list[Envelope]:
+    """Allocate seqs for `events` and insert them; returns their envelopes.
+
+    Raises:
+        NotFound: the thread does not exist (deleted meanwhile).
+    """
+    if not events:
+        return []
+    now = utc_now()
+    result = await session.execute(
+        update(Thread)
+        .where(Thread.id == thread_id)
+        .values(last_seq=Thread.last_seq + len(events), updated_at=now)
+        .returning(Thread.last_seq)
+    )
+    try:
+        last = int(result.scalar_one())
+    except NoResultFound:
+        raise NotFound(f"thread {thread_id} not found") from None
+    first = last - len(events) + 1
+    envelopes: list[Envelope] = []
+    rows: list[dict[str, Any]] = []
+    for offset, ev in enumerate(events):
+        seq = first + offset
+        text = encode(
+            ev.type, ev.payload, thread_id=thread_id, run_id=ev.run_id, seq=seq, timestamp=now
+        )
+        rows.append(
+            {"thread_id": thread_id, "seq": seq, "run_id": ev.run_id, "type": ev.type,
+             "data": text, "created_at": now}
+        )
+        envelopes.append(
+            Envelope(user_id=user_id, type=ev.type, text=text, thread_id=thread_id, seq=seq,
+                     run_id=ev.run_id)
+        )
+    await session.execute(insert(Event), rows)
+    return envelopes
+
+
+async def read(
+    session: AsyncSession,
+    user_id: str,
+    thread_id: str,
+    *,
+    after_seq: int,
+    before_seq: int | None = None,
+    limit: int = 1000,
+) -> list[Envelope]:
+    """Stored events with ``after_seq < seq < before_seq``, in seq order."""
+    query = select(Event.seq, Event.type, Event.run_id, Event.data).where(
+        Event.thread_id == thread_id, Event.seq > after_seq
+    )
+    if before_seq is not None:
+        query = query.where(Event.seq < before_seq)
+    rows = await session.execute(query.order_by(Event.seq).limit(limit))
+    return [
+        Envelope(user_id=user_id, type=r.type, text=r.data, thread_id=thread_id, seq=r.seq,
+                 run_id=r.run_id)
+        for r in rows
+    ]
+
+
+async def bounds(session: AsyncSession, thread_id: str) -> LogBounds:
+    """The retained range of a thread's log."""
+    last = await session.scalar(select(Thread.last_seq).where(Thread.id == thread_id))
+    if last is None:
+        raise NotFound(f"thread {thread_id} not found")
+    first = await session.scalar(select(func.min(Event.seq)).where(Event.thread_id == thread_id))
+    return LogBounds(first=first, last=int(last))
+
+
+async def prune(
+    session: AsyncSession, *, keep_events: int, max_age: timedelta, now: datetime | None = None
+) -> int:
+    """Delete old events, keeping each thread's log a contiguous suffix.
+
+    An event goes once it is older than `max_age` or beyond its thread's last
+    `keep_events`, but never an event of a queued or running run (nor anything after
+    one, so the retained log stays contiguous). Returns how many were deleted.
+    """
+    cutoff_time = (now or utc_now()) - max_age
+    active_first = (
+        select(Event.thread_id, func.min(Event.seq).label("seq"))
+        .join(Run, Run.id == Event.run_id)
+        .where(Run.status.in_(("queued", "running")))
+        .group_by(Event.thread_id)
+    ).subquery()
+    old_max = (
+        select(Event.thread_id, func.max(Event.seq).label("seq"))
+        .where(Event.created_at < cutoff_time)
+        .group_by(Event.thread_id)
+    ).subquery()
+    threads = await session.execute(
+        select(Thread.id, Thread.last_seq, old_max.c.seq, active_first.c.seq)
+        .outerjoin(old_max, old_max.c.thread_id == Thread.id)
+        .outerjoin(active_first, active_first.c.thread_id == Thread.id)
+        .where((Thread.last_seq > keep_events) | old_max.c.seq.is_not(None))
+    )
+    deleted = 0
+    for thread_id, last_seq, old_seq, active_seq in threads:
+        upto = max(int(last_seq) - keep_events, int(old_seq or 0))
+        if active_seq is not None:
+            upto = min(upto, int(active_seq) - 1)
+        if upto > 0:
+            result = await session.execute(
+                delete(Event).where(Event.thread_id == thread_id, Event.seq <= upto)
+            )
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+    return deleted
