@@ -31,6 +31,7 @@ from runwire.bus.memory import InMemoryBus
 from runwire.gateway.endpoint import Gateway
 from runwire.gateway.registry import ConnectionRegistry
 from runwire.protocol.codes import CloseCode
+from runwire.ratelimit import RateLimiter
 from runwire.runs.service import RunService
 from runwire.settings import Settings
 from runwire.store import eventlog
@@ -57,6 +58,7 @@ class Services:
     reader: ThreadReader
     connections: ConnectionRegistry
     gateway: Gateway
+    limiter: RateLimiter
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _drained: bool = False
 
@@ -77,14 +79,20 @@ class Services:
         runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime)
         reader = ThreadReader(db)
         connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
+        limiter = RateLimiter({"frame": settings.rate_limit_frames,
+                               "user_message": settings.rate_limit_messages,
+                               "rest_write": settings.rate_limit_frames})
         gateway = Gateway(settings=settings, tokens=tokens, registry=connections, bus=bus,
-                          runs=runs, reader=reader, model_info=dict(runtime.model_info()))
+                          runs=runs, reader=reader, limiter=limiter,
+                          model_info=dict(runtime.model_info()))
         services = cls(settings=settings, db=db, bus=bus, tokens=tokens, registry=registry,
                        runtime=runtime, runs=runs, reader=reader, connections=connections,
-                       gateway=gateway)
+                       gateway=gateway, limiter=limiter)
         await runs.recover()
         services._background.append(
             asyncio.create_task(services._prune_forever(), name="event-retention"))
+        services._background.append(asyncio.create_task(
+            gateway.sweep_idle(runs.scheduler.has_user), name="idle-connections"))
         return services
 
     async def prune_once(self) -> int:

@@ -8,6 +8,7 @@ Hierarchy::
     ├── NotFound                  no such thread/run/message *for this user* (REST 404)
     ├── StorageUnavailable        the database cannot be reached or timed out
     ├── ThreadBusy                a thread has an active run and the strategy is `reject`
+    ├── RateLimited               over a per-user, per-operation limit (REST 429)
     └── AgentFailure              a run failed; carries the `agent_error` code + retryable
         ├── ModelFailure          provider error (`model_error`)
         └── ToolFailure           a tool failed in a way the run cannot recover (`tool_error`)
@@ -42,6 +43,14 @@ class StorageUnavailable(RunwireError):
 
 class ThreadBusy(RunwireError):
     """The thread already has an active run and the strategy is `reject`."""
+
+
+class RateLimited(RunwireError):
+    """Over a rate limit; `retry_after_ms` says when the next attempt may succeed."""
+
+    def __init__(self, retry_after_ms: int) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
 
 
 class AgentFailure(RunwireError):

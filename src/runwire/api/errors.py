@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runwire.errors import AuthError, NotFound, StorageUnavailable, ThreadBusy
+from runwire.errors import AuthError, NotFound, RateLimited, StorageUnavailable, ThreadBusy
 
 PROBLEM = "application/problem+json"
 
@@ -35,6 +35,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(503, "Storage unavailable", "the database is unavailable; retry later",
                        code="storage_unavailable")
 
+    async def limited(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RateLimited)
+        response = problem(429, "Too Many Requests", str(exc), code="rate_limited",
+                           retry_after_ms=exc.retry_after_ms)
+        response.headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))
+        return response
+
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
@@ -51,5 +58,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(ThreadBusy, busy)
     app.add_exception_handler(StorageUnavailable, storage)
+    app.add_exception_handler(RateLimited, limited)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http)

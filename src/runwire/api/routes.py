@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from runwire.auth import Principal
-from runwire.errors import AuthError, NotFound
+from runwire.errors import AuthError, NotFound, RateLimited
 from runwire.store import repo
 from runwire.store.models import Message, Run, Thread
 
@@ -45,7 +45,16 @@ async def principal(request: Request) -> Principal:
     return _services(request).tokens.verify(token.strip())
 
 
+async def writer(request: Request, user: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The caller of a write endpoint, counted against the `rest_write` rate limit."""
+    decision = await _services(request).limiter.hit(user.user_id, "rest_write")
+    if not decision.allowed:
+        raise RateLimited(decision.retry_after_ms)
+    return user
+
+
 User = Annotated[Principal, Depends(principal)]
+Writer = Annotated[Principal, Depends(writer)]
 
 
 class ThreadOut(BaseModel):
@@ -148,7 +157,7 @@ async def list_threads(request: Request, user: User, limit: Limit = 50,
 
 
 @router.post("/threads", response_model=ThreadOut, status_code=201)
-async def create_thread(request: Request, user: User, body: ThreadCreate) -> ThreadOut:
+async def create_thread(request: Request, user: Writer, body: ThreadCreate) -> ThreadOut:
     services = _services(request)
     async with services.db.write() as session:
         thread = await repo.create_thread(session, user.user_id, body.title or "New chat")
@@ -165,7 +174,7 @@ async def get_thread(request: Request, user: User, thread_id: str) -> ThreadOut:
 
 
 @router.patch("/threads/{thread_id}", response_model=ThreadOut)
-async def rename_thread(request: Request, user: User, thread_id: str,
+async def rename_thread(request: Request, user: Writer, thread_id: str,
                         body: ThreadRename) -> ThreadOut:
     services = _services(request)
     async with services.db.write() as session:
@@ -176,7 +185,7 @@ async def rename_thread(request: Request, user: User, thread_id: str,
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
-async def delete_thread(request: Request, user: User, thread_id: str) -> Response:
+async def delete_thread(request: Request, user: Writer, thread_id: str) -> Response:
     services = _services(request)
     async with services.db.read() as session:
         await repo.get_thread(session, user.user_id, thread_id)
@@ -227,6 +236,6 @@ async def get_run(request: Request, user: User, run_id: str) -> RunOut:
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)
-async def cancel_run(request: Request, user: User, run_id: str) -> dict[str, Any]:
+async def cancel_run(request: Request, user: Writer, run_id: str) -> dict[str, Any]:
     cancelled = await _services(request).runs.stop(user, run_id=run_id, thread_id=None)
     return {"run_id": run_id, "cancelling": bool(cancelled)}

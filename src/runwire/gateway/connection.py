@@ -71,6 +71,7 @@ class Connection:
     cursors: dict[str, Cursor] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
     close_code: int | None = None
+    last_activity: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     _priority: deque[str] = field(default_factory=deque)
     _ordered: deque[Envelope | str] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -157,6 +158,7 @@ class Connection:
         async with asyncio.timeout(self.send_timeout):
             await self.send(frame)
         self.stats.frames_out += 1
+        self.last_activity = asyncio.get_running_loop().time()
 
     # ---- live delivery (bus callback) --------------------------------------------------
 

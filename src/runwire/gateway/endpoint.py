@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -25,6 +26,7 @@ from runwire.protocol.codes import PROTOCOL_VERSION, CloseCode
 from runwire.protocol.envelope import Envelope, encode
 from runwire.protocol.frames import FrameError, Ping, Resume, SendMessage, StopAgent, parse_client_frame
 from runwire.protocol.handshake import credentials, origin_allowed
+from runwire.ratelimit import RateLimiter
 from runwire.runs.service import RunService
 from runwire.settings import Settings
 from runwire.store.reader import ThreadReader
@@ -44,6 +46,7 @@ class Gateway:
         bus: Bus,
         runs: RunService,
         reader: ThreadReader,
+        limiter: RateLimiter,
         model_info: dict[str, Any],
     ) -> None:
         self._settings = settings
@@ -52,6 +55,7 @@ class Gateway:
         self._bus = bus
         self._runs = runs
         self._reader = reader
+        self._limiter = limiter
         self._model_info = model_info
         self._inflight: set[asyncio.Task[None]] = set()
         self._sessions: set[asyncio.Task[Any]] = set()
@@ -154,10 +158,13 @@ class Gateway:
     async def _read(self, ws: WebSocket, conn: Connection, principal: Principal) -> None:
         max_size = self._settings.max_message_size
         message_lock = asyncio.Lock()  # a connection's messages are stored in order
+        loop = asyncio.get_running_loop()
+        limited: deque[float] = deque()  # when this connection's frames were refused
         while conn.close_code is None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            conn.last_activity = loop.time()
             text = message.get("text")
             if text is None:
                 data = message.get("bytes") or b""
@@ -170,6 +177,21 @@ class Gateway:
                 conn.request_close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
                 return
             frame = parse_client_frame(text)
+            refused = await self._limiter.hit(principal.user_id, "frame")
+            if refused.allowed and isinstance(frame, SendMessage):
+                refused = await self._limiter.hit(principal.user_id, "user_message")
+            if not refused.allowed:
+                now = loop.time()
+                limited.append(now)
+                while limited and limited[0] < now - 60:
+                    limited.popleft()
+                if len(limited) >= self._settings.rate_limit_abuse_close:
+                    conn.request_close(CloseCode.POLICY_VIOLATION, "too many rate-limited frames")
+                    return
+                conn.send_error("rate_limited", "rate limit exceeded; slow down",
+                                getattr(frame, "request_id", None),
+                                retry_after_ms=refused.retry_after_ms)
+                continue
             if isinstance(frame, FrameError):
                 conn.send_error(frame.code, frame.message, frame.request_id)
             elif isinstance(frame, Ping):
@@ -225,6 +247,20 @@ class Gateway:
             conn.send_error("not_found", str(exc), frame.request_id)
         except StorageUnavailable:
             conn.send_error("storage_unavailable", "storage is unavailable", frame.request_id)
+
+    # ---- idle connections ------------------------------------------------------------
+
+    async def sweep_idle(self, has_active_run: Callable[[str], bool]) -> None:
+        """Forever: close with 1000 connections with no frame either way and no active
+        run of their user for ``connection_timeout`` seconds."""
+        timeout = self._settings.connection_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(timeout / 4, 5.0))
+            cutoff = loop.time() - timeout
+            for conn in self.registry:
+                if conn.last_activity < cutoff and not has_active_run(conn.user_id):
+                    conn.request_close(CloseCode.NORMAL, "idle timeout")
 
     # ---- shutdown ----------------------------------------------------------------------
 

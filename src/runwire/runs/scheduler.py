@@ -76,6 +76,10 @@ class RunScheduler:
     def running(self) -> int:
         return len(self._running)
 
+    def has_user(self, user_id: str) -> bool:
+        """True while the user has a queued or running run on this node."""
+        return any(t.user_id == user_id for t in self._tickets.values())
+
     def get(self, run_id: str) -> RunTicket | None:
         return self._tickets.get(run_id)
 

@@ -128,7 +128,7 @@ async def search_messages(
         .order_by(Message.id.desc())
         .limit(limit)
     )
-    return [(m, t) for m, t in rows.tuples()]
+    return [(m, t) for m, t in rows]
 
 
 async def create_run(

@@ -1,0 +1,128 @@
+"""Storage: migrations, gapless seq allocation, atomic transactions, retention."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from runwire.errors import NotFound, StorageUnavailable
+from runwire.protocol.envelope import utc_now
+from runwire.store import eventlog, repo
+from runwire.store.db import Database
+from runwire.store.eventlog import NewEvent
+from runwire.store.models import Base, Event, Message, Run
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rw.db'}")
+    await database.migrate()
+    yield database  # type: ignore[misc]
+    await database.aclose()
+
+
+async def test_migrations_create_exactly_the_models_tables_and_columns(db: Database) -> None:
+    async with db.engine.connect() as conn:
+        def shape(sync_conn: object) -> dict[str, set[str]]:
+            insp = inspect(sync_conn)
+            return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names()
+                    if t != "alembic_version"}
+
+        migrated = await conn.run_sync(shape)
+    declared = {t.name: {c.name for c in t.columns} for t in Base.metadata.sorted_tables}
+    assert migrated == declared
+
+
+async def test_migrate_twice_is_a_no_op(db: Database) -> None:
+    await db.migrate()
+    assert await db.ping()
+
+
+async def test_concurrent_appends_get_gapless_unique_seqs(db: Database) -> None:
+    async with db.write() as s:
+        thread = await repo.create_thread(s, "u", "t")
+
+    async def writer(n: int) -> None:
+        for i in range(10):
+            async with db.write() as s:
+                await eventlog.append(s, "u", thread.id, [NewEvent("agent_thinking", {"n": n, "i": i})] * (1 + i % 3))
+
+    await asyncio.gather(*(writer(n) for n in range(5)))
+    async with db.read() as s:
+        seqs = list(await s.scalars(select(Event.seq).where(Event.thread_id == thread.id).order_by(Event.seq)))
+        bounds = await eventlog.bounds(s, thread.id)
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert bounds.last == len(seqs) == 5 * sum(1 + i % 3 for i in range(10))
+
+
+async def test_a_failed_transaction_leaves_no_message_run_or_seq(db: Database) -> None:
+    async with db.write() as s:
+        thread = await repo.create_thread(s, "u", "t")
+        await repo.add_message(s, user_id="u", thread_id=thread.id, message_id="m1", role="user",
+                               content="first", run_id=None)
+    with pytest.raises(IntegrityError):
+        async with db.write() as s:
+            run = await repo.create_run(s, user_id="u", thread_id=thread.id, message_id="m1",
+                                        agent="supervisor", request={})
+            await eventlog.append(s, "u", thread.id, [NewEvent("message_created", {})])
+            await repo.add_message(s, user_id="u", thread_id=thread.id, message_id="m1",
+                                   role="user", content="dup", run_id=run.id)
+    async with db.read() as s:
+        assert len(list(await s.scalars(select(Run)))) == 0
+        assert len(list(await s.scalars(select(Message)))) == 1
+        assert (await eventlog.bounds(s, thread.id)).last == 0
+
+
+async def test_owner_scoping_hides_other_users_threads(db: Database) -> None:
+    async with db.write() as s:
+        thread = await repo.create_thread(s, "alice", "secret")
+    async with db.read() as s:
+        with pytest.raises(NotFound):
+            await repo.get_thread(s, "bob", thread.id)
+        assert await repo.list_threads(s, "bob", limit=10, cursor=None) == []
+
+
+async def test_search_sees_only_the_callers_messages(db: Database) -> None:
+    async with db.write() as s:
+        for user in ("alice", "bob"):
+            t = await repo.create_thread(s, user, "t")
+            await repo.add_message(s, user_id=user, thread_id=t.id, message_id=f"{user}-1",
+                                   role="user", content=f"the blue whale of {user}", run_id=None)
+    async with db.read() as s:
+        hits = await repo.search_messages(s, "alice", "BLUE whale", limit=10)
+    assert [m.message_id for m, _ in hits] == ["alice-1"]
+
+
+async def test_prune_keeps_a_contiguous_suffix_and_active_runs(db: Database) -> None:
+    async with db.write() as s:
+        thread = await repo.create_thread(s, "u", "t")
+        done = await repo.create_run(s, user_id="u", thread_id=thread.id, message_id="a",
+                                     agent="x", request={})
+        await repo.mark_ended(s, done.id, "completed")
+        await eventlog.append(s, "u", thread.id, [NewEvent("agent_thinking", {}, done.id)] * 10)
+        active = await repo.create_run(s, user_id="u", thread_id=thread.id, message_id="b",
+                                       agent="x", request={})
+        await eventlog.append(s, "u", thread.id, [NewEvent("agent_thinking", {}, active.id)] * 5)
+    async with db.write() as s:
+        deleted = await eventlog.prune(s, keep_events=3, max_age=timedelta(hours=24))
+    async with db.read() as s:
+        b = await eventlog.bounds(s, thread.id)
+    assert deleted == 10 and (b.first, b.last) == (11, 15)  # the active run's 5 stay
+    async with db.write() as s:
+        await repo.mark_ended(s, active.id, "completed")
+        assert await eventlog.prune(s, keep_events=100, max_age=timedelta(0),
+                                    now=utc_now() + timedelta(seconds=1)) == 5
+
+
+async def test_unreachable_database_is_storage_unavailable(tmp_path: Path) -> None:
+    database = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none", timeout=2)
+    with pytest.raises(StorageUnavailable):
+        async with database.read() as s:
+            await s.execute(select(1))
+    assert await database.ping() is False
+    await database.aclose()
