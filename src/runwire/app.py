@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
@@ -30,6 +32,7 @@ from runwire.bus.base import Bus
 from runwire.bus.memory import InMemoryBus
 from runwire.gateway.endpoint import Gateway
 from runwire.gateway.registry import ConnectionRegistry
+from runwire.metrics import Metrics
 from runwire.protocol.codes import CloseCode
 from runwire.ratelimit import RateLimiter
 from runwire.runs.service import RunService
@@ -59,6 +62,7 @@ class Services:
     connections: ConnectionRegistry
     gateway: Gateway
     limiter: RateLimiter
+    metrics: Metrics
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _drained: bool = False
 
@@ -76,24 +80,42 @@ class Services:
         runtime = AgentRuntime(model=settings.model, registry=registry,
                                builtin_delta_delay=settings.builtin_delta_delay,
                                tool_timeout=settings.tool_timeout)
-        runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime)
+        metrics = Metrics(settings.node_id)
+        runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime, metrics=metrics)
         reader = ThreadReader(db)
         connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
         limiter = RateLimiter({"frame": settings.rate_limit_frames,
                                "user_message": settings.rate_limit_messages,
                                "rest_write": settings.rate_limit_frames})
         gateway = Gateway(settings=settings, tokens=tokens, registry=connections, bus=bus,
-                          runs=runs, reader=reader, limiter=limiter,
+                          runs=runs, reader=reader, limiter=limiter, metrics=metrics,
                           model_info=dict(runtime.model_info()))
         services = cls(settings=settings, db=db, bus=bus, tokens=tokens, registry=registry,
                        runtime=runtime, runs=runs, reader=reader, connections=connections,
-                       gateway=gateway, limiter=limiter)
+                       gateway=gateway, limiter=limiter, metrics=metrics)
+        metrics.watch(services.gauges)
         await runs.recover()
         services._background.append(
             asyncio.create_task(services._prune_forever(), name="event-retention"))
         services._background.append(asyncio.create_task(
             gateway.sweep_idle(runs.scheduler.has_user), name="idle-connections"))
         return services
+
+    def gauges(self) -> dict[str, float]:
+        """Current state, read at every scrape of /metrics."""
+        queued = [c.queued for c in self.connections]
+        pool = self.db.pool_status()
+        return {
+            "connections_open": len(self.connections),
+            "connected_users": self.connections.users(),
+            "outbound_queue_frames_max": max(queued, default=0),
+            "outbound_queue_frames_total": sum(queued),
+            "runs_running": self.runs.scheduler.running,
+            "runs_queued": self.runs.scheduler.queued,
+            "db_pool_in_use": pool["in_use"],
+            "db_pool_overflow": pool["overflow"],
+            "bus_up": 1.0 if self.bus.health() == "ok" else 0.0,
+        }
 
     async def prune_once(self) -> int:
         """Apply the event retention policy once; returns how many events were deleted."""
@@ -180,6 +202,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def readyz(request: Request) -> JSONResponse:
         ready, body = await services_of(request.app).readiness()
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        services = services_of(request.app)
+        token = settings.metrics_token
+        if token is not None and not hmac.compare_digest(
+                request.headers.get("authorization", ""), f"Bearer {token}"):
+            return Response("metrics token required\n", status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+        return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
     return app

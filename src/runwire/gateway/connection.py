@@ -68,6 +68,7 @@ class Connection:
     queue_size: int = 1000
     chunk_size: int = 65536
     send_timeout: float = 10.0
+    on_sent: Callable[[Envelope | None], None] | None = None  # metrics hook, per frame
     cursors: dict[str, Cursor] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
     close_code: int | None = None
@@ -135,15 +136,21 @@ class Connection:
                 while self._priority or (self._ordered and self.close_code is None):
                     if self._priority:
                         await self._send(self._priority.popleft())
+                        if self.on_sent is not None:
+                            self.on_sent(None)
                         continue
                     item = self._ordered.popleft()
                     if len(self._ordered) < self.queue_size // 2:
                         self._room.set()
                     if isinstance(item, str):
                         await self._send(item)
+                        if self.on_sent is not None:
+                            self.on_sent(None)
                     else:
                         for frame in item.chunks(self.chunk_size):  # nothing in between
                             await self._send(frame)
+                        if self.on_sent is not None:
+                            self.on_sent(item)
                 if self.close_code is not None:
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(self.send_timeout):
@@ -226,13 +233,13 @@ class Connection:
         cursor.held = None
 
     async def resume(self, thread_id: str, after_seq: int, last_seq: int,
-                     first_retained: int | None) -> tuple[int, bool]:
+                     first_retained: int | None) -> tuple[int, int, bool]:
         """Replay what this connection lacks of a thread after `after_seq`.
 
         Args:
             last_seq, first_retained: the log's bounds, read just before (owner-checked).
         Returns:
-            ``(last_seq sent, complete)`` for ``replay_complete``.
+            ``(events replayed, last_seq, complete)``; ``replay_complete`` is queued.
         """
         async with self._replay_lock:
             cursor = self.cursors.setdefault(thread_id, Cursor())
@@ -250,10 +257,12 @@ class Connection:
                 if start + 1 < cursor.first:
                     ranges.append((start, cursor.first))
                 ranges.append((max(cursor.last, start), None))
+            replayed = 0
             for lo, hi in ranges:
                 after = lo
                 while True:
                     page = await self.read_events(thread_id, after, hi)
+                    replayed += len(page)
                     for env in page:
                         await self._send_replayed(env)
                         if hi is None:
@@ -266,7 +275,7 @@ class Connection:
             await self._fill_and_release(thread_id, cursor)
             self.send_ordered(encode("replay_complete", {
                 "thread_id": thread_id, "last_seq": cursor.last, "complete": complete}))
-            return cursor.last, complete
+            return replayed, cursor.last, complete
 
     async def aclose(self) -> None:
         """Cancel this connection's helper tasks (repairs)."""

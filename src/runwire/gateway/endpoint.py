@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,7 @@ from runwire.errors import AuthError, NotFound, StorageUnavailable, ThreadBusy
 from runwire.gateway.connection import Connection
 from runwire.gateway.registry import ConnectionRegistry
 from runwire.ids import new_id
+from runwire.metrics import Metrics
 from runwire.protocol.codes import PROTOCOL_VERSION, CloseCode
 from runwire.protocol.envelope import Envelope, encode
 from runwire.protocol.frames import FrameError, Ping, Resume, SendMessage, StopAgent, parse_client_frame
@@ -47,6 +49,7 @@ class Gateway:
         runs: RunService,
         reader: ThreadReader,
         limiter: RateLimiter,
+        metrics: Metrics,
         model_info: dict[str, Any],
     ) -> None:
         self._settings = settings
@@ -56,6 +59,10 @@ class Gateway:
         self._runs = runs
         self._reader = reader
         self._limiter = limiter
+        self._metrics = metrics
+        node = settings.node_id
+        self._frames_out = metrics.frames_out.labels(node)
+        self._delivery = metrics.delivery_latency.labels(node)
         self._model_info = model_info
         self._inflight: set[asyncio.Task[None]] = set()
         self._sessions: set[asyncio.Task[Any]] = set()
@@ -87,17 +94,23 @@ class Gateway:
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
+        node = self._settings.node_id
+        self._metrics.connects.labels(node, "accepted").inc()
         try:
             await ws.accept(subprotocol=creds.subprotocol)
             await self._session(ws, conn, principal)
         finally:
+            code = conn.close_code if conn.close_code is not None else 1000
+            self._metrics.disconnects.labels(node, str(code)).inc()
+            if code == CloseCode.SLOW_CONSUMER:
+                self._metrics.slow_consumers.labels(node).inc()
             self.registry.remove(conn)
             await conn.aclose()
             if task is not None:
                 self._sessions.discard(task)
 
-    @staticmethod
-    async def _refuse(ws: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
+    async def _refuse(self, ws: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
+        self._metrics.connects.labels(self._settings.node_id, f"refused_{code}").inc()
         with contextlib.suppress(Exception):
             await ws.accept(subprotocol=subprotocol)
             await ws.close(code=code, reason=reason[:120])
@@ -113,11 +126,18 @@ class Gateway:
             return await self._reader.events(principal.user_id, thread_id, after_seq=after,
                                              before_seq=before, check_owner=False)
 
+        frames_out, delivery = self._frames_out, self._delivery
+
+        def on_sent(env: Envelope | None) -> None:
+            frames_out.inc()
+            if env is not None:
+                delivery.observe(time.monotonic() - env.born)
+
         s = self._settings
         return Connection(
             connection_id=new_id(), user_id=principal.user_id, scopes=principal.scopes,
             send=send, close=close, read_events=read_events, queue_size=s.outbound_queue_size,
-            chunk_size=s.outbound_chunk_size, send_timeout=s.send_timeout,
+            chunk_size=s.outbound_chunk_size, send_timeout=s.send_timeout, on_sent=on_sent,
         )
 
     def _established(self, conn: Connection) -> str:
@@ -160,6 +180,7 @@ class Gateway:
         message_lock = asyncio.Lock()  # a connection's messages are stored in order
         loop = asyncio.get_running_loop()
         limited: deque[float] = deque()  # when this connection's frames were refused
+        node = self._settings.node_id
         while conn.close_code is None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -177,10 +198,15 @@ class Gateway:
                 conn.request_close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
                 return
             frame = parse_client_frame(text)
-            refused = await self._limiter.hit(principal.user_id, "frame")
+            received = time.monotonic()
+            self._metrics.frames_in.labels(node, _frame_type(frame)).inc()
+            op = "frame"
+            refused = await self._limiter.hit(principal.user_id, op)
             if refused.allowed and isinstance(frame, SendMessage):
-                refused = await self._limiter.hit(principal.user_id, "user_message")
+                op = "user_message"
+                refused = await self._limiter.hit(principal.user_id, op)
             if not refused.allowed:
+                self._metrics.rate_limited.labels(node, op).inc()
                 now = loop.time()
                 limited.append(now)
                 while limited and limited[0] < now - 60:
@@ -197,7 +223,8 @@ class Gateway:
             elif isinstance(frame, Ping):
                 conn.send_priority("pong", {"request_id": frame.request_id})
             elif isinstance(frame, SendMessage):
-                self._background(self._send_message(conn, principal, frame, message_lock))
+                self._background(self._send_message(conn, principal, frame, message_lock,
+                                                    received))
             elif isinstance(frame, StopAgent):
                 self._background(self._stop(conn, principal, frame))
             elif isinstance(frame, Resume):
@@ -214,11 +241,11 @@ class Gateway:
         task.add_done_callback(self._inflight.discard)
 
     async def _send_message(self, conn: Connection, principal: Principal, frame: SendMessage,
-                            lock: asyncio.Lock) -> None:
+                            lock: asyncio.Lock, received: float) -> None:
         rid = frame.request_id
         async with lock:
             try:
-                ack = await self._runs.send_message(principal, frame)
+                ack = await self._runs.send_message(principal, frame, received_at=received)
             except NotFound as exc:
                 conn.send_error("not_found", str(exc), rid)
             except ThreadBusy as exc:
@@ -242,7 +269,11 @@ class Gateway:
     async def _resume(self, conn: Connection, principal: Principal, frame: Resume) -> None:
         try:
             bounds = await self._reader.bounds(principal.user_id, frame.thread_id)
-            await conn.resume(frame.thread_id, frame.after_seq, bounds.last, bounds.first)
+            node = self._settings.node_id
+            self._metrics.resumes.labels(node).inc()
+            replayed, _, _ = await conn.resume(frame.thread_id, frame.after_seq, bounds.last,
+                                               bounds.first)
+            self._metrics.replayed.labels(node).inc(replayed)
         except NotFound as exc:
             conn.send_error("not_found", str(exc), frame.request_id)
         except StorageUnavailable:
@@ -275,3 +306,11 @@ class Gateway:
             await asyncio.wait(list(self._inflight), timeout=timeout)
         if self._sessions:
             await asyncio.wait(list(self._sessions), timeout=timeout)
+
+
+def _frame_type(frame: object) -> str:
+    """Low-cardinality label for an inbound frame."""
+    if isinstance(frame, FrameError):
+        return "invalid"
+    return {SendMessage: "user_message", StopAgent: "stop_agent", Resume: "resume",
+            Ping: "ping"}.get(type(frame), "other")

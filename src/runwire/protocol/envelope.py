@@ -8,6 +8,7 @@ into ``chunk`` frames by :func:`split_chunks`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,6 +91,7 @@ class Envelope:
     thread_id: str | None = None
     seq: int | None = None
     run_id: str | None = None
+    born: float = field(default_factory=time.monotonic, compare=False)  # committed/read at
     _chunks: dict[int, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def chunks(self, chunk_size: int) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ class RunEmitter:
         thread_id: str,
         run_id: str,
         window: float = 0.03,
+        observe: Callable[[Sequence[NewEvent], float], None] | None = None,
     ) -> None:
         self._db = db
         self._bus = bus
@@ -56,6 +58,7 @@ class RunEmitter:
         self.thread_id = thread_id
         self.run_id = run_id
         self._window = window
+        self._observe = observe
         self._lock = asyncio.Lock()
         self._pending: list[tuple[str, str, str]] = []  # (agent_name, message_id, delta)
         self._timer: asyncio.TimerHandle | None = None
@@ -117,11 +120,14 @@ class RunEmitter:
             batch = [*self._take_deltas(), *events]
             if not batch and extra is None:
                 return
+            began = time.monotonic()
             async with self._db.write() as session:
                 if extra is not None:
                     await extra(session)
                 envelopes = await eventlog.append(session, self.user_id, self.thread_id, batch)
             await publish_all(self._bus, envelopes)
+            if self._observe is not None:
+                self._observe(batch, time.monotonic() - began)
 
     async def aclose(self) -> None:
         """Stop the flush timer; pending deltas are dropped unless committed before."""

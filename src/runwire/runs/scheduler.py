@@ -39,6 +39,7 @@ class RunTicket:
     cancel_reason: CancelReason | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     enqueued_at: float = 0.0
+    received_at: float = 0.0  # time.monotonic() when the user message arrived
 
 
 class RunScheduler:

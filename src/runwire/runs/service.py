@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from runwire.auth import Principal
 from runwire.bus.base import Bus
 from runwire.errors import AgentFailure, NotFound, StorageUnavailable, ThreadBusy
 from runwire.ids import MessageId, RunId, ThreadId, UserId, new_id
+from runwire.metrics import Metrics
 from runwire.protocol.codes import MultitaskStrategy, RunStatus
 from runwire.protocol.envelope import Envelope, encode
 from runwire.protocol.frames import SendMessage
@@ -66,9 +67,11 @@ class RunService:
     """Accepts messages, schedules runs, executes them and ends them."""
 
     def __init__(
-        self, *, settings: Settings, db: Database, bus: Bus, runtime: AgentExecutor
+        self, *, settings: Settings, db: Database, bus: Bus, runtime: AgentExecutor,
+        metrics: Metrics,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._db = db
         self._bus = bus
         self._runtime = runtime
@@ -80,7 +83,8 @@ class RunService:
 
     # ---- accepting ---------------------------------------------------------------------
 
-    async def send_message(self, principal: Principal, msg: SendMessage) -> Ack:
+    async def send_message(self, principal: Principal, msg: SendMessage, *,
+                           received_at: float | None = None) -> Ack:
         """Store a user message and its run (one transaction), then schedule the run.
 
         Raises:
@@ -135,7 +139,7 @@ class RunService:
         await publish_all(self._bus, envelopes)
         if strategy == "interrupt":
             await self.cancel_thread(user_id, run.thread_id, reason="interrupted")
-        self._schedule(run)
+        self._schedule(run, received_at)
         return Ack(message_id, run.thread_id, run.id, duplicate=False)
 
     async def _duplicate(self, user_id: str, message_id: str) -> Ack | None:
@@ -151,15 +155,26 @@ class RunService:
 
     def _emitter(self, user_id: str, thread_id: str, run_id: str) -> RunEmitter:
         return RunEmitter(db=self._db, bus=self._bus, user_id=user_id, thread_id=thread_id,
-                          run_id=run_id)
+                          run_id=run_id, observe=self._observe_event)
 
-    def _ticket(self, run: Run) -> RunTicket:
+    def _observe_event(self, batch: Sequence[NewEvent], seconds: float) -> None:
+        """Metrics from the events a run commits (append latency, tool outcomes)."""
+        node = self._settings.node_id
+        self._metrics.append_latency.labels(node).observe(seconds)
+        for event in batch:
+            if event.type == "tool_completed":
+                outcome = "error" if event.payload.get("error") is not None else "ok"
+                self._metrics.tool_calls.labels(node, str(event.payload.get("tool_name")),
+                                                outcome).inc()
+
+    def _ticket(self, run: Run, received_at: float | None = None) -> RunTicket:
         return RunTicket(run.id, run.thread_id, run.user_id,
                          self._emitter(run.user_id, run.thread_id, run.id),
-                         agent=run.agent, message_id=run.message_id)
+                         agent=run.agent, message_id=run.message_id,
+                         received_at=received_at or time.monotonic())
 
-    def _schedule(self, run: Run) -> None:
-        self.scheduler.submit(self._ticket(run))
+    def _schedule(self, run: Run, received_at: float | None = None) -> None:
+        self.scheduler.submit(self._ticket(run, received_at))
 
     async def _report_position(self, ticket: RunTicket, position: int) -> None:
         if ticket.state != "queued":
@@ -207,8 +222,12 @@ class RunService:
 
     async def _execute(self, ticket: RunTicket) -> None:
         started = time.monotonic()
+        node = self._settings.node_id
+        self._metrics.queue_wait.labels(node).observe(started - ticket.received_at)
         try:
             run = await self._start(ticket)
+            self._metrics.start_latency.labels(node).observe(
+                time.monotonic() - ticket.received_at)
         except (StorageUnavailable, NotFound) as exc:
             log.warning("run could not start: %s", exc)
             await self._end(ticket, "failed", AgentFailure(
@@ -338,6 +357,12 @@ class RunService:
                     message_id=assistant_id, role="assistant", content=content,
                     run_id=ticket.run_id)
 
+        node = self._settings.node_id
+        self._metrics.runs.labels(node, status, failure.code if failure else "").inc()
+        if started is not None:
+            self._metrics.run_duration.labels(node, status).observe(duration_ms / 1000)
+        if failure is not None and failure.code == "model_error":
+            self._metrics.model_errors.labels(node, str(failure.retryable).lower()).inc()
         try:
             await emitter.commit(events, extra=finish)
         except _AlreadyEnded:

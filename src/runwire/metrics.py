@@ -1,0 +1,87 @@
+"""Prometheus metrics: one registry per application, passed in; low-cardinality labels.
+
+Every metric carries a ``node`` label so several nodes can be told apart when scraped
+through one service discovery; user, thread and run ids never appear in labels.
+Gauges that describe current state (connections, queues, pool) are read at scrape time
+by :class:`StateCollector`, so nothing has to keep them in sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class StateCollector(Collector):
+    """Reads current state from the application at scrape time."""
+
+    def __init__(self, node: str, read: Callable[[], dict[str, float]]) -> None:
+        self._node = node
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        for name, value in self._read().items():
+            family = GaugeMetricFamily(f"runwire_{name}", name.replace("_", " "),
+                                       labels=["node"])
+            family.add_metric([self._node], value)
+            yield family
+
+
+class Metrics:
+    """All of runwire's metrics for one node."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, ["node", *labels], registry=r)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(name, doc, ["node", *labels], buckets=buckets, registry=r)
+
+        self.connects = counter("runwire_connections_total",
+                                "WebSocket connection attempts by outcome", "outcome")
+        self.disconnects = counter("runwire_disconnects_total",
+                                   "Closed connections by close code", "code")
+        self.frames_in = counter("runwire_frames_in_total", "Inbound frames by type", "type")
+        self.frames_out = counter("runwire_frames_out_total", "Outbound frames sent")
+        self.rate_limited = counter("runwire_rate_limited_total",
+                                    "Frames or requests refused by a rate limit", "op")
+        self.resumes = counter("runwire_resumes_total", "resume requests (reconnections)")
+        self.replayed = counter("runwire_replayed_events_total", "Events sent by replays")
+        self.slow_consumers = counter("runwire_slow_consumer_closes_total",
+                                      "Connections closed with 4009")
+        self.runs = counter("runwire_runs_total", "Finished runs by status and error code",
+                            "status", "code")
+        self.tool_calls = counter("runwire_tool_calls_total", "Tool calls by tool and outcome",
+                                  "tool", "outcome")
+        self.model_errors = counter("runwire_model_errors_total", "Provider errors",
+                                    "retryable")
+        self.start_latency = histogram(
+            "runwire_message_to_started_seconds",
+            "user_message received → agent_started published", LATENCY_BUCKETS)
+        self.delivery_latency = histogram(
+            "runwire_event_delivery_seconds", "event committed → sent on a socket",
+            LATENCY_BUCKETS)
+        self.append_latency = histogram("runwire_event_append_seconds",
+                                        "event-log append transaction", LATENCY_BUCKETS)
+        self.queue_wait = histogram("runwire_run_queue_wait_seconds",
+                                    "time a run waited in the queue", RUN_BUCKETS)
+        self.run_duration = histogram("runwire_run_duration_seconds", "run duration by status",
+                                      RUN_BUCKETS, "status")
+
+    def watch(self, read: Callable[[], dict[str, float]]) -> None:
+        """Export the gauges `read()` returns at every scrape."""
+        self.registry.register(StateCollector(self.node, read))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
