@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from runwire.errors import NotFound, StorageUnavailable
@@ -17,13 +18,40 @@ from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
 from runwire.store.models import Base, Event, Message, Run
 
+from .conftest import missing_service
+from .pg import PG_HOST, fresh_database, pg_available
 
-@pytest.fixture
-async def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rw.db'}")
-    await database.migrate()
-    yield database  # type: ignore[misc]
-    await database.aclose()
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """The same tests on the embedded SQLite file and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rw.db'}")
+        await database.migrate()
+        yield database
+        await database.aclose()
+        return
+    if not await pg_available():
+        missing_service(f"PostgreSQL is not reachable at {PG_HOST}")
+    async with fresh_database() as url:
+        database = Database(url)
+        await database.migrate()
+        yield database
+        await database.aclose()
+
+
+@pytest.mark.postgres
+async def test_nodes_migrating_at_once_migrate_once() -> None:
+    if not await pg_available():
+        missing_service(f"PostgreSQL is not reachable at {PG_HOST}")
+    async with fresh_database() as url:
+        nodes = [Database(url) for _ in range(4)]
+        await asyncio.gather(*(n.migrate() for n in nodes))
+        async with nodes[0].read() as s:
+            versions = list(await s.scalars(text("SELECT version_num FROM alembic_version")))
+        assert versions == ["0001"]
+        for n in nodes:
+            await n.aclose()
 
 
 async def test_migrations_create_exactly_the_models_tables_and_columns(db: Database) -> None:
