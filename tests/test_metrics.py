@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 
 from .conftest import ServerHandle
+from runwire.client import RunwireClient
+
 from .helpers import client, refused
 
 QUESTION = "what is 12*(3+4)?"
@@ -64,3 +66,37 @@ async def test_metrics_token_protects_the_endpoint(server_factory: Any) -> None:
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         assert (await http.get("/metrics")).status_code == 401
     assert "runwire_connections_open" in await scrape(server, "s3cret")
+
+
+async def test_log_lines_carry_the_ids_and_never_the_token_or_content(
+    server: ServerHandle,
+) -> None:
+    import io
+    import json
+    import logging
+
+    from runwire import logs
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    logs.configure("json", "INFO", server.settings.node_id, stream=stream)
+    token = server.token("alice")
+    try:
+        async with RunwireClient.connect(server.ws_url, token) as c:
+            ack, _ = await c.ask("what is 12*(3+4)? secret-content-marker")
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    ended = [e for e in lines if e["msg"].startswith("run ended")]
+    assert len(ended) == 1
+    assert ended[0]["run_id"] == ack["payload"]["run_id"]
+    assert ended[0]["thread_id"] == ack["payload"]["thread_id"]
+    assert ended[0]["user_id"] == "alice"
+    assert ended[0]["node_id"] == server.settings.node_id
+    opened = [e for e in lines if e["msg"] == "connection opened"]
+    assert opened and opened[0]["connection_id"] == c.established["payload"]["connection_id"]
+    text = stream.getvalue()
+    assert token not in text and token.split(".")[2] not in text
+    assert "secret-content-marker" not in text

@@ -44,7 +44,7 @@ def serve(
     from runwire.server import RunwireServer, server_config
 
     settings = _settings()
-    configure(settings.log_format, settings.log_level)
+    configure(settings.log_format, settings.log_level, settings.node_id)
     try:
         tokens = TokenService(settings)
     except ConfigError as exc:

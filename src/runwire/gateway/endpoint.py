@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
+from runwire import logs
 from runwire.auth import Principal, TokenService
 from runwire.bus.base import Bus
 from runwire.errors import AuthError, NotFound, StorageUnavailable, ThreadBusy
@@ -95,12 +96,15 @@ class Gateway:
         if task is not None:
             self._sessions.add(task)
         node = self._settings.node_id
+        logs.bind(user_id=conn.user_id, connection_id=conn.connection_id)
         self._metrics.connects.labels(node, "accepted").inc()
+        log.info("connection opened")
         try:
             await ws.accept(subprotocol=creds.subprotocol)
             await self._session(ws, conn, principal)
         finally:
             code = conn.close_code if conn.close_code is not None else 1000
+            log.info("connection closed code=%s", code)
             self._metrics.disconnects.labels(node, str(code)).inc()
             if code == CloseCode.SLOW_CONSUMER:
                 self._metrics.slow_consumers.labels(node).inc()

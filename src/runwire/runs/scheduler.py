@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from runwire import logs
 from runwire.runs.emitter import RunEmitter
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,10 @@ class RunScheduler:
         ticket.state = "running"
         self._running[ticket.run_id] = ticket
         self._busy_threads.add(ticket.thread_id)
-        ticket.task = asyncio.create_task(self._run(ticket), name=f"run-{ticket.run_id}")
+        ctx = logs.fresh_context(user_id=ticket.user_id, thread_id=ticket.thread_id,
+                                 run_id=ticket.run_id)
+        ticket.task = asyncio.create_task(self._run(ticket), name=f"run-{ticket.run_id}",
+                                          context=ctx)
 
     async def _run(self, ticket: RunTicket) -> None:
         try:

@@ -235,6 +235,7 @@ class RunService:
             return
         if run is None:  # ended meanwhile (cancelled from another path)
             return
+        log.info("run started agent=%s", ticket.agent)
         assistant_id = MessageId(new_id())
         outcome: AgentOutcome | None = None
         failure: AgentFailure | None = None
@@ -358,6 +359,8 @@ class RunService:
                     run_id=ticket.run_id)
 
         node = self._settings.node_id
+        log.info("run ended status=%s code=%s duration_ms=%d", status,
+                 failure.code if failure else "-", duration_ms)
         self._metrics.runs.labels(node, status, failure.code if failure else "").inc()
         if started is not None:
             self._metrics.run_duration.labels(node, status).observe(duration_ms / 1000)
