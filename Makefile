@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint typecheck pytest browser migrate bench clean lock
+.PHONY: run test install lint typecheck pytest tools migrate bench clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ migrate: install
 	$(VENV)/bin/runwire migrate
 
 ## Every check: lint, types, the whole test suite (real server, real browser).
-test: install browser
+test: install tools
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy --strict src
 	$(VENV)/bin/pytest
@@ -43,11 +43,16 @@ typecheck: install
 pytest: install
 	$(VENV)/bin/pytest
 
-## Debian chromium for the browser tests (installed when missing; needs root).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "chromium missing: installing Debian's chromium with apt-get"; \
-	  (apt-get install -y --no-install-recommends chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)); }
+## Debian tools the tests drive: chromium (browser tests), promtool (alert rules).
+## Installed with apt-get when missing (needs root).
+tools:
+	@for pair in chromium:chromium promtool:prometheus; do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 && continue; \
+	  echo "$$cmd missing: installing Debian's $$pkg with apt-get"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg \
+	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg; }; \
+	done
 
 ## Regenerate the lock files (needs uv: pip install uv).
 lock:

@@ -28,6 +28,7 @@ from runwire.agents.runtime import AgentRuntime
 from runwire.api.errors import install_problem_handlers
 from runwire.api.routes import router as api_router
 from runwire.auth import TokenService
+from runwire.breaker import CircuitBreaker
 from runwire.bus.base import Bus
 from runwire.bus.memory import InMemoryBus
 from runwire.gateway.endpoint import Gateway
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 PRUNE_INTERVAL = 60.0
+HEALTH_INTERVAL = 5.0
 
 
 @dataclass
@@ -65,13 +67,17 @@ class Services:
     metrics: Metrics
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _drained: bool = False
+    db_ok: bool = True
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         """Open the database (and migrate), build the parts, recover unfinished runs."""
         tokens = TokenService(settings)
+        metrics = Metrics(settings.node_id)
         db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size,
-                      timeout=settings.db_timeout)
+                      timeout=settings.db_timeout,
+                      breaker=CircuitBreaker("database", threshold=5, cooldown=2.0,
+                                             on_change=metrics.breaker_changed))
         await db.migrate()
         bus: Bus = InMemoryBus()
         registry = default_registry()
@@ -80,7 +86,6 @@ class Services:
         runtime = AgentRuntime(model=settings.model, registry=registry,
                                builtin_delta_delay=settings.builtin_delta_delay,
                                tool_timeout=settings.tool_timeout)
-        metrics = Metrics(settings.node_id)
         runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime, metrics=metrics)
         reader = ThreadReader(db)
         connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
@@ -99,6 +104,8 @@ class Services:
             asyncio.create_task(services._prune_forever(), name="event-retention"))
         services._background.append(asyncio.create_task(
             gateway.sweep_idle(runs.scheduler.has_user), name="idle-connections"))
+        services._background.append(
+            asyncio.create_task(services._watch_health(), name="health-monitor"))
         return services
 
     def gauges(self) -> dict[str, float]:
@@ -115,6 +122,7 @@ class Services:
             "db_pool_in_use": pool["in_use"],
             "db_pool_overflow": pool["overflow"],
             "bus_up": 1.0 if self.bus.health() == "ok" else 0.0,
+            "readiness_database": 1.0 if self.db_ok else 0.0,
         }
 
     async def prune_once(self) -> int:
@@ -133,6 +141,12 @@ class Services:
                     log.info("pruned %d events", deleted)
             except Exception:
                 log.warning("event pruning failed", exc_info=True)
+
+    async def _watch_health(self) -> None:
+        """Keep `db_ok` current for metrics (readiness pings on its own)."""
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            self.db_ok = await self.db.ping()
 
     async def drain(self) -> None:
         """Graceful shutdown, in order: stop accepting → let runs finish (grace) → end the
@@ -154,7 +168,7 @@ class Services:
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """`/readyz`: ready when the database answers; each component's state."""
-        db_ok = await self.db.ping()
+        db_ok = self.db_ok = await self.db.ping()
         bus = self.bus.health()
         components = {"database": "ok" if db_ok else "down", "bus": bus,
                       "redis": "not_configured" if self.settings.redis_url is None else bus,

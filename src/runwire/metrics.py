@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -77,6 +77,14 @@ class Metrics:
                                     "time a run waited in the queue", RUN_BUCKETS)
         self.run_duration = histogram("runwire_run_duration_seconds", "run duration by status",
                                       RUN_BUCKETS, "status")
+
+        self.breaker_open = Gauge("runwire_breaker_open",
+                                  "1 while a circuit breaker is open (or half open)",
+                                  ["node", "breaker"], registry=r)
+
+    def breaker_changed(self, name: str, state: str) -> None:
+        """Callback for :class:`runwire.breaker.CircuitBreaker` state changes."""
+        self.breaker_open.labels(self.node, name).set(0 if state == "closed" else 1)
 
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         """Export the gauges `read()` returns at every scrape."""

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from runwire.breaker import CircuitBreaker, CircuitOpen
 from runwire.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class Database:
         timeout: seconds one unit of work may take before it fails as storage_unavailable.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0,
+                 breaker: CircuitBreaker | None = None) -> None:
         self.url = url
+        self.breaker = breaker or CircuitBreaker("database", threshold=5, cooldown=2.0)
         self.timeout = timeout
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
@@ -70,6 +73,7 @@ class Database:
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One write transaction: commits on success, rolls back on any error."""
+        self._check_breaker()
         try:
             async with asyncio.timeout(self.timeout):
                 if self._write_lock is not None:
@@ -79,28 +83,42 @@ class Database:
                     async with self._sessions() as session, session.begin():
                         yield session
         except IntegrityError:
+            self.breaker.success()  # the database answered
             raise
         except (OperationalError, DBAPIError, OSError, TimeoutError, SQLAlchemyError) as exc:
+            self.breaker.failure()
             log.warning("database write failed: %s", type(exc).__name__)
             raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        self.breaker.success()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """One read-only unit of work."""
+        self._check_breaker()
         try:
             async with asyncio.timeout(self.timeout), self._sessions() as session:
                 yield session
         except (OperationalError, DBAPIError, OSError, TimeoutError, SQLAlchemyError) as exc:
+            self.breaker.failure()
             log.warning("database read failed: %s", type(exc).__name__)
             raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        self.breaker.success()
+
+    def _check_breaker(self) -> None:
+        try:
+            self.breaker.check()
+        except CircuitOpen as exc:
+            raise StorageUnavailable(str(exc)) from None
 
     async def ping(self) -> bool:
-        """True when a trivial query succeeds within the timeout."""
+        """True when a trivial query succeeds within the timeout (bypasses the breaker,
+        so a recovered database is noticed)."""
         try:
-            async with self.read() as session:
+            async with asyncio.timeout(self.timeout), self._sessions() as session:
                 await session.execute(text("SELECT 1"))
-        except StorageUnavailable:
+        except (OperationalError, DBAPIError, OSError, TimeoutError, SQLAlchemyError):
             return False
+        self.breaker.success()
         return True
 
     def pool_status(self) -> dict[str, int]:
