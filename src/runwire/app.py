@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from limits.aio.storage import RedisStorage, Storage
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.staticfiles import StaticFiles
@@ -31,6 +32,7 @@ from runwire.auth import TokenService
 from runwire.breaker import CircuitBreaker
 from runwire.bus.base import Bus
 from runwire.bus.memory import InMemoryBus
+from runwire.bus.redis import RedisBus
 from runwire.gateway.endpoint import Gateway
 from runwire.gateway.registry import ConnectionRegistry
 from runwire.metrics import Metrics
@@ -79,7 +81,15 @@ class Services:
                       breaker=CircuitBreaker("database", threshold=5, cooldown=2.0,
                                              on_change=metrics.breaker_changed))
         await db.migrate()
-        bus: Bus = InMemoryBus()
+        bus: Bus
+        limit_storage: Storage | None = None
+        if settings.redis_url is not None:
+            bus = RedisBus(settings.redis_url, node_id=settings.node_id,
+                           prefix=settings.redis_prefix)
+            limit_storage = RedisStorage(f"async+{settings.redis_url}", implementation="redispy",
+                                         key_prefix=f"{settings.redis_prefix}limits")
+        else:
+            bus = InMemoryBus()
         registry = default_registry()
         if settings.agents:
             load_user_registry(settings.agents, registry)
@@ -91,7 +101,7 @@ class Services:
         connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
         limiter = RateLimiter({"frame": settings.rate_limit_frames,
                                "user_message": settings.rate_limit_messages,
-                               "rest_write": settings.rate_limit_frames})
+                               "rest_write": settings.rate_limit_frames}, limit_storage)
         gateway = Gateway(settings=settings, tokens=tokens, registry=connections, bus=bus,
                           runs=runs, reader=reader, limiter=limiter, metrics=metrics,
                           model_info=dict(runtime.model_info()))
@@ -99,6 +109,9 @@ class Services:
                        runtime=runtime, runs=runs, reader=reader, connections=connections,
                        gateway=gateway, limiter=limiter, metrics=metrics)
         metrics.watch(services.gauges)
+        if isinstance(bus, RedisBus):
+            bus.on_reconnect = gateway.catch_up
+            await bus.start()
         await runs.recover()
         services._background.append(
             asyncio.create_task(services._prune_forever(), name="event-retention"))
@@ -170,7 +183,7 @@ class Services:
         """`/readyz`: ready when the database answers; each component's state."""
         db_ok = self.db_ok = await self.db.ping()
         bus = self.bus.health()
-        components = {"database": "ok" if db_ok else "down", "bus": bus,
+        components: dict[str, Any] = {"database": "ok" if db_ok else "down", "bus": bus,
                       "redis": "not_configured" if self.settings.redis_url is None else bus,
                       "runs": {"running": self.runs.scheduler.running,
                                "queued": self.runs.scheduler.queued},

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".runwire")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = Field(default="runwire:", min_length=1, max_length=64)
 
     jwt_secret: str | None = Field(default=None, repr=False)
     jwt_public_key: str | None = Field(default=None, repr=False)
@@ -96,6 +97,13 @@ class Settings(BaseSettings):
             parse_many(value)
         except ValueError as exc:
             raise ValueError(f"not a rate limit like '30/minute': {value!r}") from exc
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("database_url")

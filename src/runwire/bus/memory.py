@@ -40,6 +40,12 @@ class InMemoryBus:
             if not subs:
                 self._subscribers.pop(user_id, None)
 
+    def has_subscribers(self, user_id: str) -> bool:
+        return bool(self._subscribers.get(user_id))
+
+    def users(self) -> list[str]:
+        return list(self._subscribers)
+
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 

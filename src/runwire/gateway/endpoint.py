@@ -283,6 +283,21 @@ class Gateway:
         except StorageUnavailable:
             conn.send_error("storage_unavailable", "storage is unavailable", frame.request_id)
 
+    # ---- repair after a bus outage ----------------------------------------------------
+
+    async def catch_up(self) -> None:
+        """After the bus lost messages (Redis outage): send every connection what the log
+        holds beyond what it was sent, for each thread it follows (gap rule)."""
+        for conn in list(self.registry):
+            for thread_id, cursor in list(conn.cursors.items()):
+                try:
+                    missed = await self._reader.events(conn.user_id, thread_id,
+                                                       after_seq=cursor.last, check_owner=False)
+                except StorageUnavailable:
+                    return
+                for env in missed:
+                    conn.offer(env)
+
     # ---- idle connections ------------------------------------------------------------
 
     async def sweep_idle(self, has_active_run: Callable[[str], bool]) -> None:
