@@ -23,7 +23,7 @@ async def stored_log(server: ServerHandle, thread_id: str, user: str = "alice") 
 
 async def test_resume_replays_what_was_missed_then_replay_complete(server: ServerHandle) -> None:
     async with client(server) as c:
-        ack, frames = await c.ask(QUESTION)
+        ack, _ = await c.ask(QUESTION)
     thread_id = ack["payload"]["thread_id"]
     log = await stored_log(server, thread_id)
     async with client(server) as c:
@@ -156,6 +156,20 @@ class ChaosClient:
                 except RunwireClosed:
                     self.drops += 1
 
+    async def settle(self) -> None:
+        """A last connection (no drops) that resumes every thread and reads each replay
+        to its end: replays may trail the live events of a run that already ended."""
+        async with RunwireClient.connect(self.server.ws_url, self.server.token(self.user)) as c:
+            pending = set(self.got)
+            for tid in pending:
+                await c.send("resume", {"thread_id": tid, "after_seq": self.last_seq(tid)})
+            while pending:
+                frame = await c.recv(timeout=15)
+                if "seq" in frame:
+                    self.got.setdefault(frame["thread_id"], []).append(frame["seq"])
+                if frame["type"] == "replay_complete":
+                    pending.discard(frame["payload"]["thread_id"])
+
 
 async def test_chaos_100_runs_with_random_drops_lose_and_duplicate_nothing(
     server_factory: Any,
@@ -170,6 +184,7 @@ async def test_chaos_100_runs_with_random_drops_lose_and_duplicate_nothing(
             if n % 5 == 0:
                 thread = None  # a new thread every 5 runs
             thread = await cc.run_one(thread, f"what is {n}*(3+{n})?")
+        await cc.settle()
 
     await asyncio.wait_for(asyncio.gather(*(worker(cc) for cc in chaos)), 240)
     completed = 0

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from .conftest import ServerHandle
 from runwire.client import RunwireClient
 
+from .conftest import ServerHandle
 from .helpers import client, refused
 
 QUESTION = "what is 12*(3+4)?"

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from runwire.protocol.envelope import Envelope, chunk_frames, encode, split_chunks
-from runwire.protocol.frames import FrameError, Ping, Resume, SendMessage, StopAgent, parse_client_frame
+from runwire.protocol.frames import (
+    FrameError,
+    Ping,
+    Resume,
+    SendMessage,
+    StopAgent,
+    parse_client_frame,
+)
 from runwire.protocol.handshake import b64url_encode, credentials, origin_allowed
 
 

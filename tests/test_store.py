@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,19 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await database.aclose()
 
 
+def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from runwire.store.db import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
 @pytest.mark.postgres
 async def test_nodes_migrating_at_once_migrate_once() -> None:
     if not await pg_available():
@@ -49,7 +62,7 @@ async def test_nodes_migrating_at_once_migrate_once() -> None:
         await asyncio.gather(*(n.migrate() for n in nodes))
         async with nodes[0].read() as s:
             versions = list(await s.scalars(text("SELECT version_num FROM alembic_version")))
-        assert versions == ["0001"]
+        assert versions == [head_revision()]
         for n in nodes:
             await n.aclose()
 
@@ -93,13 +106,16 @@ async def test_a_failed_transaction_leaves_no_message_run_or_seq(db: Database) -
         thread = await repo.create_thread(s, "u", "t")
         await repo.add_message(s, user_id="u", thread_id=thread.id, message_id="m1", role="user",
                                content="first", run_id=None)
-    with pytest.raises(IntegrityError):
+    async def message_run_and_event_with_a_duplicate_id() -> None:
         async with db.write() as s:
             run = await repo.create_run(s, user_id="u", thread_id=thread.id, message_id="m1",
                                         agent="supervisor", request={})
             await eventlog.append(s, "u", thread.id, [NewEvent("message_created", {})])
             await repo.add_message(s, user_id="u", thread_id=thread.id, message_id="m1",
                                    role="user", content="dup", run_id=run.id)
+
+    with pytest.raises(IntegrityError):
+        await message_run_and_event_with_a_duplicate_id()
     async with db.read() as s:
         assert len(list(await s.scalars(select(Run)))) == 0
         assert len(list(await s.scalars(select(Message)))) == 1

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from limits.aio.storage import RedisStorage, Storage
 from fastapi.responses import JSONResponse, Response
+from limits.aio.storage import RedisStorage, Storage
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -109,10 +109,12 @@ class Services:
                        runtime=runtime, runs=runs, reader=reader, connections=connections,
                        gateway=gateway, limiter=limiter, metrics=metrics)
         metrics.watch(services.gauges)
+        bus.on_control = runs.on_control
         if isinstance(bus, RedisBus):
             bus.on_reconnect = gateway.catch_up
             await bus.start()
         await runs.recover()
+        runs.start()
         services._background.append(
             asyncio.create_task(services._prune_forever(), name="event-retention"))
         services._background.append(asyncio.create_task(
@@ -131,7 +133,7 @@ class Services:
             "outbound_queue_frames_max": max(queued, default=0),
             "outbound_queue_frames_total": sum(queued),
             "runs_running": self.runs.scheduler.running,
-            "runs_queued": self.runs.scheduler.queued,
+            "runs_queued": self.runs.queue_depth,
             "db_pool_in_use": pool["in_use"],
             "db_pool_overflow": pool["overflow"],
             "bus_up": 1.0 if self.bus.health() == "ok" else 0.0,
@@ -186,7 +188,8 @@ class Services:
         components: dict[str, Any] = {"database": "ok" if db_ok else "down", "bus": bus,
                       "redis": "not_configured" if self.settings.redis_url is None else bus,
                       "runs": {"running": self.runs.scheduler.running,
-                               "queued": self.runs.scheduler.queued},
+                               "queued": self.runs.queue_depth,
+                               "claimer": "ok" if self.runs.scheduler.claimer_ok else "down"},
                       "connections": len(self.connections)}
         ready = db_ok and bus != "down" and not self._drained
         return ready, {"status": "ready" if ready else "unavailable", "node_id":

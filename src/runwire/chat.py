@@ -54,7 +54,8 @@ async def run_chat(url: str, token: str, thread_id: str | None) -> int:
                 run_id: str | None = None
                 while True:
                     frame = await client.recv(timeout=300)
-                    if frame["type"] == "message_ack" and frame["payload"]["message_id"] == message_id:
+                    payload = frame.get("payload", {})
+                    if frame["type"] == "message_ack" and payload["message_id"] == message_id:
                         run_id = frame["payload"]["run_id"]
                         thread_id = frame["payload"]["thread_id"]
                     elif frame["type"] == "error":

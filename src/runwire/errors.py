@@ -9,6 +9,7 @@ Hierarchy::
     ├── StorageUnavailable        the database cannot be reached or timed out
     ├── ThreadBusy                a thread has an active run and the strategy is `reject`
     ├── RateLimited               over a per-user, per-operation limit (REST 429)
+    ├── LeaseLost                 this node no longer holds a run (fencing): stop, write nothing
     └── AgentFailure              a run failed; carries the `agent_error` code + retryable
         ├── ModelFailure          provider error (`model_error`)
         └── ToolFailure           a tool failed in a way the run cannot recover (`tool_error`)
@@ -51,6 +52,10 @@ class RateLimited(RunwireError):
     def __init__(self, retry_after_ms: int) -> None:
         super().__init__(f"rate limit exceeded; retry in {retry_after_ms} ms")
         self.retry_after_ms = retry_after_ms
+
+
+class LeaseLost(RunwireError):
+    """This node no longer holds the run (its lease expired and another node ended it)."""
 
 
 class AgentFailure(RunwireError):

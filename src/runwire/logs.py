@@ -17,18 +17,18 @@ from datetime import UTC, datetime
 from typing import Literal, TextIO
 
 FIELDS = ("node_id", "user_id", "connection_id", "thread_id", "run_id")
-_context: ContextVar[dict[str, str]] = ContextVar("runwire_log_context", default={})
+_context: ContextVar[dict[str, str] | None] = ContextVar("runwire_log_context", default=None)
 
 
 def bind(**ids: str | None) -> None:
     """Attach ids to every record logged from the current task (and tasks it starts)."""
-    current = dict(_context.get())
+    current = dict(_context.get() or {})
     current.update({k: v for k, v in ids.items() if v is not None})
     _context.set(current)
 
 
 def bound() -> dict[str, str]:
-    return dict(_context.get())
+    return dict(_context.get() or {})
 
 
 def fresh_context(**ids: str) -> Context:
@@ -48,7 +48,7 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "node_id", None) is None:
             record.node_id = self.node_id
-        for key, value in _context.get().items():
+        for key, value in (_context.get() or {}).items():
             if getattr(record, key, None) is None:
                 setattr(record, key, value)
         return True

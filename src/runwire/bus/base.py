@@ -28,7 +28,17 @@ class Bus(Protocol):
 
     async def publish(self, envelope: Envelope) -> None: ...
 
-    def subscribe(self, user_id: str, callback: Subscriber) -> AbstractAsyncContextManager[None]: ...
+    def subscribe(
+        self, user_id: str, callback: Subscriber
+    ) -> AbstractAsyncContextManager[None]: ...
+
+    async def publish_control(self, message: str) -> None:
+        """Send a node-level control message (e.g. ``cancel:<run_id>``) to every node,
+        this one included; delivered to ``on_control``. Best effort: the database holds
+        the same intent (cancel flag) for nodes that miss it."""
+        ...
+
+    on_control: Callable[[str], None] | None
 
     def health(self) -> BusHealth: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from runwire.bus.base import BusHealth, Subscriber
 from runwire.protocol.envelope import Envelope
@@ -17,9 +17,14 @@ class InMemoryBus:
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
+        self.on_control: Callable[[str], None] | None = None
 
     async def publish(self, envelope: Envelope) -> None:
         self.deliver(envelope)
+
+    async def publish_control(self, message: str) -> None:
+        if self.on_control is not None:
+            self.on_control(message)
 
     def deliver(self, envelope: Envelope) -> None:
         """Hand `envelope` to the local subscribers of its user (synchronously)."""

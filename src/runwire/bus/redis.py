@@ -61,6 +61,7 @@ class RedisBus:
         self._timeout = timeout
         self.on_reconnect = on_reconnect
         self._local = InMemoryBus()
+        self.on_control: Callable[[str], None] | None = None
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
             health_check_interval=10)
@@ -90,6 +91,15 @@ class RedisBus:
             self._healthy = False
             log.warning("redis publish failed (%s); other nodes repair from the log",
                         type(exc).__name__)
+
+    async def publish_control(self, message: str) -> None:
+        if self.on_control is not None:
+            self.on_control(message)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.publish(self.control_channel, f"{self._node}\n{message}")
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("redis control publish failed: %s", type(exc).__name__)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, user_id: str, callback: Subscriber) -> AsyncIterator[None]:
@@ -131,7 +141,10 @@ class RedisBus:
                 while True:
                     message = await self._pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        self._dispatch(message["data"])
+                        if message.get("channel") == self.control_channel:
+                            self._control(message["data"])
+                        else:
+                            self._dispatch(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection lost: degrade, back off, reconnect
@@ -151,6 +164,11 @@ class RedisBus:
             return
         if origin != self._node:
             self._local.deliver(envelope)
+
+    def _control(self, data: str) -> None:
+        origin, _, message = data.partition("\n")
+        if origin != self._node and self.on_control is not None:
+            self.on_control(message)
 
     def subscriber_count(self) -> int:
         return self._local.subscriber_count()

@@ -27,7 +27,14 @@ from runwire.ids import new_id
 from runwire.metrics import Metrics
 from runwire.protocol.codes import PROTOCOL_VERSION, CloseCode
 from runwire.protocol.envelope import Envelope, encode
-from runwire.protocol.frames import FrameError, Ping, Resume, SendMessage, StopAgent, parse_client_frame
+from runwire.protocol.frames import (
+    FrameError,
+    Ping,
+    Resume,
+    SendMessage,
+    StopAgent,
+    parse_client_frame,
+)
 from runwire.protocol.handshake import credentials, origin_allowed
 from runwire.ratelimit import RateLimiter
 from runwire.runs.service import RunService

@@ -59,6 +59,9 @@ class RunEmitter:
         self.run_id = run_id
         self._window = window
         self._observe = observe
+        # Run inside every commit's transaction once the run has started: raises
+        # LeaseLost when this node no longer holds the run (fencing).
+        self.fence: Extra | None = None
         self._lock = asyncio.Lock()
         self._pending: list[tuple[str, str, str]] = []  # (agent_name, message_id, delta)
         self._timer: asyncio.TimerHandle | None = None
@@ -122,6 +125,8 @@ class RunEmitter:
                 return
             began = time.monotonic()
             async with self._db.write() as session:
+                if self.fence is not None:
+                    await self.fence(session)
                 if extra is not None:
                     await extra(session)
                 envelopes = await eventlog.append(session, self.user_id, self.thread_id, batch)

@@ -1,33 +1,38 @@
-"""In-process run scheduling: a FIFO queue, a per-node concurrency limit, one active run
-per thread.
+"""This node's share of the run queue (the ``runs`` table, see store/runqueue.py).
 
-The scheduler owns the tasks of the runs it started: each one is awaited or cancelled
-by it (:meth:`RunScheduler.drain`). It knows nothing of storage or events: it calls
-``execute(ticket)`` to run a ticket and ``on_position(ticket, position)`` when a queued
-ticket's 1-based queue position changes.
+The scheduler claims queued runs from the database up to ``capacity`` (woken at once when
+this node accepts a message, and polling for runs queued on other nodes), executes each
+in its own task, renews the leases of the runs it holds, and ends the runs of dead nodes
+whose leases expired. It owns its tasks: each is awaited or cancelled (:meth:`drain`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
+from sqlalchemy.exc import IntegrityError
+
 from runwire import logs
+from runwire.errors import StorageUnavailable
 from runwire.runs.emitter import RunEmitter
+from runwire.store import runqueue
+from runwire.store.db import Database
+from runwire.store.models import Run
 
 log = logging.getLogger(__name__)
 
-CancelReason = Literal["stopped", "interrupted", "deleted", "shutdown"]
-TicketState = Literal["queued", "running", "done"]
+CancelReason = Literal["stopped", "interrupted", "deleted", "shutdown", "lease_lost"]
 
 
 @dataclass(eq=False)
 class RunTicket:
-    """A run this node is responsible for, from queued to done."""
+    """A run this node executes, from its claim to its end."""
 
     run_id: str
     thread_id: str
@@ -35,110 +40,114 @@ class RunTicket:
     emitter: RunEmitter
     agent: str = "supervisor"
     message_id: str = ""
-    state: TicketState = "queued"
-    position: int | None = None
     cancel_reason: CancelReason | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
-    enqueued_at: float = 0.0
-    received_at: float = 0.0  # time.monotonic() when the user message arrived
+    received_at: float = 0.0  # time.monotonic() when the user message arrived (if here)
+    run: Run | None = field(default=None, repr=False)
 
 
 class RunScheduler:
-    """FIFO queue + ``capacity`` concurrent runs + one running run per thread.
+    """Claims, executes and guards this node's runs.
 
     Args:
         capacity: max runs executing at once on this node (`max_concurrent_agents`).
-        execute: runs one ticket to its end (must store its terminal event itself).
-        on_position: called when a queued ticket's position changes (not awaited
-            in order with anything but its own run's events).
+        ticket_for: builds the ticket of a claimed run.
+        execute: runs one ticket to its end (stores its terminal event itself).
+        on_expired: ends (or requeues) a run whose lease expired.
+        on_tick: called after each claim round (queue positions).
+        lease: run lease; renewed every third of it.
+        poll_interval: how often to look for runs queued on other nodes.
     """
 
     def __init__(
         self,
         *,
+        db: Database,
+        node_id: str,
         capacity: int,
+        ticket_for: Callable[[Run], RunTicket],
         execute: Callable[[RunTicket], Awaitable[None]],
-        on_position: Callable[[RunTicket, int], Awaitable[None]],
+        on_expired: Callable[[Run], Awaitable[None]],
+        on_tick: Callable[[], Awaitable[None]],
+        lease: float,
+        poll_interval: float = 0.5,
     ) -> None:
+        self._db = db
+        self._node = node_id
         self.capacity = capacity
+        self._ticket_for = ticket_for
         self._execute = execute
-        self._on_position = on_position
-        self._queue: deque[RunTicket] = deque()
+        self._on_expired = on_expired
+        self._on_tick = on_tick
+        self._lease = timedelta(seconds=lease)
+        self._lease_seconds = lease
+        self._poll = poll_interval
         self._running: dict[str, RunTicket] = {}
-        self._busy_threads: set[str] = set()
-        self._tickets: dict[str, RunTicket] = {}
-        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
         self.accepting = True
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
+        self.claimer_ok = True
 
     @property
     def running(self) -> int:
         return len(self._running)
 
-    def has_user(self, user_id: str) -> bool:
-        """True while the user has a queued or running run on this node."""
-        return any(t.user_id == user_id for t in self._tickets.values())
-
     def get(self, run_id: str) -> RunTicket | None:
-        return self._tickets.get(run_id)
+        return self._running.get(run_id)
+
+    def has_user(self, user_id: str) -> bool:
+        """True while the user has a run executing on this node."""
+        return any(t.user_id == user_id for t in self._running.values())
 
     def of_thread(self, thread_id: str) -> list[RunTicket]:
-        """Active tickets of a thread: the running one first, then queued ones in order."""
-        return [t for t in self._tickets.values() if t.thread_id == thread_id]
+        return [t for t in self._running.values() if t.thread_id == thread_id]
 
-    def submit(self, ticket: RunTicket) -> None:
-        """Queue a ticket; it starts as soon as capacity and its thread allow."""
-        ticket.enqueued_at = asyncio.get_running_loop().time()
-        self._tickets[ticket.run_id] = ticket
-        self._queue.append(ticket)
-        self._pump()
+    def wake(self) -> None:
+        """Claim now (a run was queued or a slot freed)."""
+        self._wakeup.set()
 
-    def cancel(self, run_id: str, reason: CancelReason) -> TicketState | None:
-        """Cancel a queued or running ticket.
+    def start(self) -> None:
+        for name, loop in (("claimer", self._claim_forever), ("leases", self._renew_forever),
+                           ("sweeper", self._sweep_forever)):
+            self._loops.append(asyncio.create_task(loop(), name=f"runs-{name}"))
 
-        Returns the state it was in, or None if this node doesn't hold it. A queued
-        ticket is removed and returned to the caller to end; a running one has its task
-        cancelled (its execute() ends it).
-        """
-        ticket = self._tickets.get(run_id)
-        if ticket is None or ticket.state == "done" or ticket.cancel_reason is not None:
-            return None
-        ticket.cancel_reason = reason
-        if ticket.state == "queued":
-            self._queue.remove(ticket)
-            self._forget(ticket)
-            self._pump()
-            return "queued"
-        if ticket.task is not None:
-            ticket.task.cancel()
-        return "running"
+    # ---- claiming ----------------------------------------------------------------------
 
-    def _forget(self, ticket: RunTicket) -> None:
-        ticket.state = "done"
-        self._tickets.pop(ticket.run_id, None)
+    async def claim_once(self) -> int:
+        free = self.capacity - len(self._running)
+        if free <= 0 or not self.accepting:
+            return 0
+        try:
+            async with self._db.write() as session:
+                runs = await runqueue.claim(session, node_id=self._node, limit=free,
+                                            lease=self._lease, skip_locked=not self._db.is_sqlite)
+        except IntegrityError:  # another node won a thread: try again at once
+            self.wake()
+            return 0
+        self.claimer_ok = True
+        for run in runs:
+            self._start(run)
+        return len(runs)
 
-    def _pump(self) -> None:
-        """Start what can start, then report changed queue positions."""
-        if self.accepting:
-            for ticket in list(self._queue):
-                if len(self._running) >= self.capacity:
-                    break
-                if ticket.thread_id in self._busy_threads:
-                    continue
-                self._queue.remove(ticket)
-                self._start(ticket)
-        for position, ticket in enumerate(self._queue, start=1):
-            if ticket.position != position:
-                ticket.position = position
-                self._spawn(self._on_position(ticket, position), f"run-progress-{ticket.run_id}")
+    async def _claim_forever(self) -> None:
+        while self.accepting:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.claim_once()
+                await self._on_tick()
+            except StorageUnavailable:
+                self.claimer_ok = False
+            except Exception:
+                self.claimer_ok = False
+                log.exception("run claimer failed; retrying")
 
-    def _start(self, ticket: RunTicket) -> None:
-        ticket.state = "running"
+    def _start(self, run: Run) -> None:
+        ticket = self._ticket_for(run)
+        ticket.run = run
         self._running[ticket.run_id] = ticket
-        self._busy_threads.add(ticket.thread_id)
         ctx = logs.fresh_context(user_id=ticket.user_id, thread_id=ticket.thread_id,
                                  run_id=ticket.run_id)
         ticket.task = asyncio.create_task(self._run(ticket), name=f"run-{ticket.run_id}",
@@ -150,37 +159,80 @@ class RunScheduler:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("run task failed", extra={"run_id": ticket.run_id})
+            log.exception("run task failed")
         finally:
             self._running.pop(ticket.run_id, None)
-            self._busy_threads.discard(ticket.thread_id)
-            self._forget(ticket)
-            self._pump()
+            self.wake()
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        async def guarded() -> None:
+    # ---- cancelling --------------------------------------------------------------------
+
+    def cancel_local(self, run_id: str, reason: CancelReason) -> bool:
+        """Cancel a run executing on this node; its execute() stores how it ended."""
+        ticket = self._running.get(run_id)
+        if ticket is None or ticket.cancel_reason is not None or ticket.task is None:
+            return False
+        ticket.cancel_reason = reason
+        ticket.task.cancel()
+        return True
+
+    # ---- leases and dead nodes ---------------------------------------------------------
+
+    async def renew_once(self) -> None:
+        ids = list(self._running)
+        if not ids:
+            return
+        async with self._db.write() as session:
+            held = await runqueue.renew(session, node_id=self._node, run_ids=ids,
+                                        lease=self._lease)
+        for run_id in ids:
+            if run_id not in held:
+                log.warning("lease of run %s lost; stopping it", run_id)
+                self.cancel_local(run_id, "lease_lost")
+            elif held[run_id]:
+                self.cancel_local(run_id, "stopped")
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
             try:
-                await coro
+                await self.renew_once()
+            except StorageUnavailable:
+                log.warning("could not renew run leases")
             except Exception:
-                log.warning("queue progress event failed", exc_info=True)
+                log.exception("lease renewal failed")
 
-        task = asyncio.create_task(guarded(), name=name)
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+    async def sweep_once(self) -> int:
+        async with self._db.read() as session:
+            expired = await runqueue.expired(session)
+        for run in expired:
+            if run.id not in self._running:
+                await self._on_expired(run)
+        return len(expired)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_seconds / 2)
+            try:
+                await self.sweep_once()
+            except StorageUnavailable:
+                pass
+            except Exception:
+                log.exception("expired-run sweep failed")
+
+    # ---- shutdown ----------------------------------------------------------------------
 
     async def drain(self, grace: float) -> None:
-        """Stop starting runs, wait up to `grace` s for running ones, cancel the rest."""
+        """Stop claiming, wait up to `grace` s for running runs, cancel the rest."""
         self.accepting = False
+        self.wake()
         tasks = [t.task for t in self._running.values() if t.task is not None]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace)
             for ticket in list(self._running.values()):
                 if ticket.task in pending:
-                    ticket.cancel_reason = "shutdown"
-                    ticket.task.cancel()
+                    self.cancel_local(ticket.run_id, "shutdown")
             if pending:
                 await asyncio.wait(pending)
-        for task in list(self._side_tasks):
-            task.cancel()
-        if self._side_tasks:
-            await asyncio.wait(list(self._side_tasks))
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)

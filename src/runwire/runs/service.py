@@ -1,52 +1,44 @@
-"""The run service: the one place that turns a user message into a stored, running run.
+"""The run service: the one place that turns a user message into a stored, queued run,
+and that stops runs.
 
-Transactions (SPEC 3, seed "Data consistency 2"):
-    - accept: thread (found or created) + user message + run + ``message_created`` event
-      are one transaction; nothing is published before it commits.
-    - start: ``queued → running`` + ``agent_started`` in one transaction.
-    - end: assistant message + final run status + ``agent_response`` + terminal event in
-      one transaction.
-Every run ends with exactly one terminal event (``agent_completed`` or ``agent_error``).
+Accepting is one transaction: thread (found or created) + user message + run (queued) +
+``message_created``; nothing is published before it commits. The queue is the ``runs``
+table: this node's :class:`~runwire.runs.scheduler.RunScheduler` (or any other node's)
+claims the run, :class:`~runwire.runs.executor.RunExecutor` executes and ends it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from runwire.agents.scope import AgentOutcome, HistoryMessage, RunScope, SearchHit
+from runwire.agents.scope import SearchHit
 from runwire.auth import Principal
 from runwire.bus.base import Bus
-from runwire.errors import AgentFailure, NotFound, StorageUnavailable, ThreadBusy
-from runwire.ids import MessageId, RunId, ThreadId, UserId, new_id
+from runwire.errors import NotFound, StorageUnavailable, ThreadBusy
+from runwire.ids import MessageId, ThreadId, UserId, new_id
 from runwire.metrics import Metrics
-from runwire.protocol.codes import MultitaskStrategy, RunStatus
-from runwire.protocol.envelope import Envelope, encode
+from runwire.protocol.codes import MultitaskStrategy
+from runwire.protocol.envelope import Envelope, encode, utc_now
 from runwire.protocol.frames import SendMessage
 from runwire.runs.emitter import RunEmitter, publish_all
+from runwire.runs.executor import AgentExecutor, RunExecutor
 from runwire.runs.scheduler import CancelReason, RunScheduler, RunTicket
 from runwire.settings import Settings
-from runwire.store import eventlog, repo
+from runwire.store import eventlog, repo, runqueue
 from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
 from runwire.store.models import Run
 
 log = logging.getLogger(__name__)
 
-
-class AgentExecutor(Protocol):
-    """What the run service needs of the agent runtime."""
-
-    async def execute(self, scope: RunScope) -> AgentOutcome: ...
-
-    def has_agent(self, name: str) -> bool: ...
+__all__ = ["Ack", "AgentExecutor", "RunService"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +67,20 @@ class RunService:
         self._db = db
         self._bus = bus
         self._runtime = runtime
+        self.executor = RunExecutor(settings=settings, db=db, runtime=runtime, metrics=metrics,
+                                    search=self.search)
         self.scheduler = RunScheduler(
-            capacity=settings.max_concurrent_agents,
-            execute=self._execute,
-            on_position=self._report_position,
+            db=db, node_id=settings.node_id, capacity=settings.max_concurrent_agents,
+            ticket_for=self._ticket, execute=self.executor.execute,
+            on_expired=self.end_expired, on_tick=self._report_positions,
+            lease=settings.run_lease_seconds,
+            poll_interval=1.0 if settings.embedded else 0.5,
         )
+        # Runs this node accepted that are still queued: their emitters report
+        # queue positions; the time each message arrived feeds the latency metrics.
+        self._waiting: dict[str, tuple[RunEmitter, float]] = {}
+        self._positions: dict[str, int] = {}
+        self.queue_depth = 0  # queued runs of the whole deployment, as of the last tick
 
     # ---- accepting ---------------------------------------------------------------------
 
@@ -103,15 +104,17 @@ class RunService:
         strategy: MultitaskStrategy = msg.multitask_strategy or self._settings.multitask_strategy
         message_id = msg.message_id or new_id()
         created_thread: tuple[str, str] | None = None
+        busy_ids: list[str] = []
         try:
             async with self._db.write() as session:
                 if msg.thread_id is not None:
                     thread = await repo.get_thread(session, user_id, msg.thread_id)
-                    busy = await repo.active_runs(session, thread.id)
-                    if busy and strategy == "reject":
+                    busy_ids = [r.id for r in await repo.active_runs(session, thread.id)]
+                    if busy_ids and strategy == "reject":
                         raise ThreadBusy(f"thread {thread.id} has an active run")
                 else:
-                    thread = await repo.create_thread(session, user_id, repo.title_from(msg.content))
+                    title = repo.title_from(msg.content)
+                    thread = await repo.create_thread(session, user_id, title)
                     created_thread = (thread.id, thread.title)
                 run = await repo.create_run(
                     session, user_id=user_id, thread_id=thread.id, message_id=message_id,
@@ -138,8 +141,10 @@ class RunService:
                                        {"thread_id": created_thread[0], "title": created_thread[1]})
         await publish_all(self._bus, envelopes)
         if strategy == "interrupt":
-            await self.cancel_thread(user_id, run.thread_id, reason="interrupted")
-        self._schedule(run, received_at)
+            await self.stop_runs([r for r in busy_ids], reason="interrupted")
+        self._waiting[run.id] = (self._emitter(user_id, run.thread_id, run.id),
+                                 received_at or time.monotonic())
+        self.scheduler.wake()
         return Ack(message_id, run.thread_id, run.id, duplicate=False)
 
     async def _duplicate(self, user_id: str, message_id: str) -> Ack | None:
@@ -167,20 +172,45 @@ class RunService:
                 self._metrics.tool_calls.labels(node, str(event.payload.get("tool_name")),
                                                 outcome).inc()
 
-    def _ticket(self, run: Run, received_at: float | None = None) -> RunTicket:
-        return RunTicket(run.id, run.thread_id, run.user_id,
-                         self._emitter(run.user_id, run.thread_id, run.id),
-                         agent=run.agent, message_id=run.message_id,
-                         received_at=received_at or time.monotonic())
+    def _ticket(self, run: Run) -> RunTicket:
+        """The ticket of a run this node claimed (it may have been accepted elsewhere)."""
+        waiting = self._waiting.pop(run.id, None)
+        self._positions.pop(run.id, None)
+        emitter = waiting[0] if waiting else self._emitter(run.user_id, run.thread_id, run.id)
+        return RunTicket(run.id, run.thread_id, run.user_id, emitter, agent=run.agent,
+                         message_id=run.message_id, received_at=waiting[1] if waiting else 0.0)
 
-    def _schedule(self, run: Run, received_at: float | None = None) -> None:
-        self.scheduler.submit(self._ticket(run, received_at))
+    async def _report_positions(self) -> None:
+        """`agent_progress` with the queue position of runs this node accepted, when the
+        position changed. Committed only while the run is still queued."""
+        async with self._db.read() as session:
+            if not self._waiting:
+                self.queue_depth = await runqueue.queued_count(session)
+                return
+            order = await runqueue.queued_ids(session)
+        self.queue_depth = len(order)
+        position_of = {run_id: i for i, run_id in enumerate(order, start=1)}
+        for run_id in list(self._waiting):
+            position = position_of.get(run_id)
+            if position is None:  # claimed elsewhere or ended
+                self._waiting.pop(run_id, None)
+                self._positions.pop(run_id, None)
+                continue
+            if self._positions.get(run_id) == position:
+                continue
+            self._positions[run_id] = position
+            emitter = self._waiting[run_id][0]
 
-    async def _report_position(self, ticket: RunTicket, position: int) -> None:
-        if ticket.state != "queued":
-            return
-        await ticket.emitter.emit("agent_progress", {
-            "message": f"Queued (position {position})", "queue_position": position})
+            async def still_queued(session: Any, rid: str = run_id) -> None:
+                if not await runqueue.is_queued(session, rid):
+                    raise _NotQueued
+
+            try:
+                await emitter.commit([NewEvent("agent_progress", {
+                    "message": f"Queued (position {position})", "queue_position": position},
+                    run_id)], extra=still_queued)
+            except _NotQueued:
+                continue
 
     # ---- stopping ----------------------------------------------------------------------
 
@@ -198,115 +228,51 @@ class RunService:
                 assert thread_id is not None
                 await repo.get_thread(session, principal.user_id, thread_id)
                 run_ids = [r.id for r in await repo.active_runs(session, thread_id)]
-        cancelled = 0
-        for rid in run_ids:
-            cancelled += await self._cancel(rid, "stopped")
-        return cancelled
+        return await self.stop_runs(run_ids, reason="stopped")
 
     async def cancel_thread(self, user_id: str, thread_id: str, *, reason: CancelReason) -> int:
-        """Cancel every active run of a thread this node holds (interrupt, delete)."""
+        """Cancel every active run of a (checked) thread."""
+        async with self._db.read() as session:
+            run_ids = [r.id for r in await repo.active_runs(session, thread_id)
+                       if r.user_id == user_id]
+        return await self.stop_runs(run_ids, reason=reason)
+
+    async def stop_runs(self, run_ids: Sequence[str], *, reason: CancelReason) -> int:
+        """Cancel runs wherever they are: queued ones end here at once (`cancelled`,
+        no `agent_started`); running ones are cancelled by the node that holds them."""
         count = 0
-        for ticket in self.scheduler.of_thread(thread_id):
-            if ticket.user_id == user_id:
-                count += await self._cancel(ticket.run_id, reason)
+        for run_id in run_ids:
+            if self.scheduler.cancel_local(run_id, reason):
+                count += 1
+                continue
+            async with self._db.read() as session:
+                run = await session.get(Run, run_id)
+            if run is None:
+                continue
+            if run.status == "queued":
+                ticket = RunTicket(run.id, run.thread_id, run.user_id,
+                                   self._emitter(run.user_id, run.thread_id, run.id),
+                                   agent=run.agent, message_id=run.message_id)
+                if await self.executor.end(ticket, "cancelled", None, started=None,
+                                           queued=True):
+                    self._waiting.pop(run_id, None)
+                    count += 1
+                    continue
+            async with self._db.write() as session:  # running on another node
+                await runqueue.request_cancel(session, run_id)
+            await self._bus.publish_control(f"cancel:{run_id}:{reason}")
+            count += 1
         return count
 
-    async def _cancel(self, run_id: str, reason: CancelReason) -> int:
-        ticket = self.scheduler.get(run_id)
-        was = self.scheduler.cancel(run_id, reason)
-        if was == "queued" and ticket is not None:
-            await self._end(ticket, "cancelled", None, started=None)
-        return 0 if was is None else 1
+    def on_control(self, message: str) -> None:
+        """A control message from the bus (possibly from another node)."""
+        kind, _, rest = message.partition(":")
+        if kind == "cancel":
+            run_id, _, reason = rest.partition(":")
+            self.scheduler.cancel_local(run_id, "interrupted" if reason == "interrupted"
+                                        else "stopped")
 
-    # ---- executing ---------------------------------------------------------------------
-
-    async def _execute(self, ticket: RunTicket) -> None:
-        started = time.monotonic()
-        node = self._settings.node_id
-        self._metrics.queue_wait.labels(node).observe(started - ticket.received_at)
-        try:
-            run = await self._start(ticket)
-            self._metrics.start_latency.labels(node).observe(
-                time.monotonic() - ticket.received_at)
-        except (StorageUnavailable, NotFound) as exc:
-            log.warning("run could not start: %s", exc)
-            await self._end(ticket, "failed", AgentFailure(
-                "storage_unavailable", "could not start the run", retryable=True), started=None)
-            return
-        if run is None:  # ended meanwhile (cancelled from another path)
-            return
-        log.info("run started agent=%s", ticket.agent)
-        assistant_id = MessageId(new_id())
-        outcome: AgentOutcome | None = None
-        failure: AgentFailure | None = None
-        status: RunStatus = "completed"
-        try:
-            scope = await self._scope(ticket, run, assistant_id)
-            async with asyncio.timeout(self._settings.agent_execution_timeout) as deadline:
-                outcome = await self._runtime.execute(scope)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            if ticket.cancel_reason == "shutdown":
-                status, failure = "failed", AgentFailure(
-                    "internal", "the server shut down before the run finished", retryable=True)
-            else:
-                status = "cancelled"
-        except TimeoutError:
-            if deadline.expired():
-                status, failure = "timed_out", AgentFailure(
-                    "timeout", f"the run exceeded {self._settings.agent_execution_timeout:g} s",
-                    retryable=True)
-            else:
-                status, failure = "failed", AgentFailure("internal", "timed out", retryable=True)
-        except AgentFailure as exc:
-            status, failure = "failed", exc
-        except StorageUnavailable:
-            status, failure = "failed", AgentFailure(
-                "storage_unavailable", "the database is unavailable", retryable=True)
-        except Exception:
-            log.exception("agent run crashed", extra={"run_id": ticket.run_id})
-            status, failure = "failed", AgentFailure("internal", "internal error", retryable=False)
-        await self._end(ticket, status, failure, started=started, outcome=outcome,
-                        assistant_id=assistant_id)
-
-    async def _start(self, ticket: RunTicket) -> Run | None:
-        run_holder: list[Run] = []
-
-        async def mark(session: AsyncSession) -> None:
-            if not await repo.mark_running(session, ticket.run_id, self._settings.node_id):
-                raise _AlreadyEnded
-            run = await session.get(Run, ticket.run_id)
-            assert run is not None
-            run_holder.append(run)
-
-        try:
-            await ticket.emitter.commit([NewEvent("agent_started", {
-                "agent_name": ticket.agent, "message_id": ticket.message_id,
-                "run_id": ticket.run_id}, ticket.run_id)], extra=mark)
-        except _AlreadyEnded:
-            return None
-        return run_holder[0]
-
-    async def _scope(self, ticket: RunTicket, run: Run, assistant_id: MessageId) -> RunScope:
-        request = run.request or {}
-        async with self._db.read() as session:
-            user_msg = await repo.find_message(session, ticket.user_id, run.message_id)
-            if user_msg is None:
-                raise NotFound("user message vanished")
-            earlier = await repo.history(session, run.thread_id, before_id=user_msg.id,
-                                         limit=self._settings.max_history_size)
-        return RunScope(
-            user_id=UserId(ticket.user_id), thread_id=ThreadId(run.thread_id),
-            run_id=RunId(run.id), agent_name=run.agent, user_message=user_msg.content,
-            user_message_id=MessageId(run.message_id), assistant_message_id=assistant_id,
-            events=ticket.emitter, search=self.search,
-            scopes=frozenset(request.get("scopes") or ()),
-            history=[HistoryMessage("assistant" if m.role == "assistant" else "user", m.content)
-                     for m in earlier],
-            context=request.get("context") or {}, settings=request.get("settings") or {},
-        )
+    # ---- lifecycle ---------------------------------------------------------------------
 
     async def search(self, user_id: UserId, query: str, *, limit: int) -> list[SearchHit]:
         """Owner-scoped message search for the `search_threads` tool."""
@@ -315,86 +281,50 @@ class RunService:
         return [SearchHit(ThreadId(m.thread_id), title, MessageId(m.message_id), m.role, m.content)
                 for m, title in rows]
 
-    async def _end(
-        self,
-        ticket: RunTicket,
-        status: RunStatus,
-        failure: AgentFailure | None,
-        *,
-        started: float | None,
-        outcome: AgentOutcome | None = None,
-        assistant_id: str | None = None,
-    ) -> None:
-        """Store how the run ended: answer + status + terminal event, one transaction."""
-        emitter = ticket.emitter
-        content = outcome.content if outcome is not None else (
-            emitter.streamed.get(assistant_id, "") if assistant_id else "")
-        usage = dict(outcome.usage) if outcome is not None else {}
-        duration_ms = int((time.monotonic() - started) * 1000) if started is not None else 0
-        events: list[NewEvent] = []
-        if content and assistant_id:
-            events.append(NewEvent("agent_response", {
-                "agent_name": ticket.agent, "message_id": assistant_id, "content": content},
-                ticket.run_id))
-        if failure is None:
-            events.append(NewEvent("agent_completed", {
-                "status": status, "result": content, "message_id": assistant_id if content else None,
-                "usage": usage, "duration_ms": duration_ms}, ticket.run_id))
-        else:
-            events.append(NewEvent("agent_error", {
-                "code": failure.code, "message": failure.message,
-                "retryable": failure.retryable}, ticket.run_id))
+    async def end_expired(self, run: Run, *, any_lease: bool = False) -> None:
+        """End (or requeue, with RETRY_LOST_RUNS) a run whose node died: one terminal event,
+        whichever node gets there first."""
+        requeue = self._settings.retry_lost_runs
+        # any_lease: at an embedded node's start every running run is its dead predecessor's
+        horizon = utc_now() + timedelta(days=3650) if any_lease else None
+        emitter = self._emitter(run.user_id, run.thread_id, run.id)
 
-        async def finish(session: AsyncSession) -> None:
-            if not await repo.mark_ended(
-                session, ticket.run_id, status,
-                error_code=failure.code if failure else None,
-                error_message=failure.message if failure else None, usage=usage,
-            ):
-                raise _AlreadyEnded
-            if content and assistant_id:
-                await repo.add_message(
-                    session, user_id=ticket.user_id, thread_id=ticket.thread_id,
-                    message_id=assistant_id, role="assistant", content=content,
-                    run_id=ticket.run_id)
+        async def take(session: Any) -> None:
+            if not await runqueue.take_expired(session, run.id, now=horizon, requeue=requeue):
+                raise _NotQueued
 
-        node = self._settings.node_id
-        log.info("run ended status=%s code=%s duration_ms=%d", status,
-                 failure.code if failure else "-", duration_ms)
-        self._metrics.runs.labels(node, status, failure.code if failure else "").inc()
-        if started is not None:
-            self._metrics.run_duration.labels(node, status).observe(duration_ms / 1000)
-        if failure is not None and failure.code == "model_error":
-            self._metrics.model_errors.labels(node, str(failure.retryable).lower()).inc()
+        event = (NewEvent("agent_progress", {"message": "Retrying on another node"}, run.id)
+                 if requeue else NewEvent("agent_error", {
+                     "code": "node_lost", "message": "the node running this run stopped",
+                     "retryable": True}, run.id))
         try:
-            await emitter.commit(events, extra=finish)
-        except _AlreadyEnded:
-            log.info("run already ended elsewhere", extra={"run_id": ticket.run_id})
-        except (StorageUnavailable, NotFound):
-            log.error("could not store the end of run %s", ticket.run_id)
+            await emitter.commit([event], extra=take)
+        except _NotQueued:
+            return
         finally:
             await emitter.aclose()
-
-    # ---- lifecycle ---------------------------------------------------------------------
+        if requeue:
+            self.scheduler.wake()
+        else:
+            self._metrics.runs.labels(self._settings.node_id, "failed", "node_lost").inc()
+        log.warning("run %s of a lost node %s", run.id, "requeued" if requeue else "ended")
 
     async def recover(self) -> None:
-        """Single node start-up: end runs a dead predecessor left running; requeue the
-        queued ones."""
+        """Single node (embedded) start-up: end the runs a dead predecessor left running.
+        With a shared database, leases expire instead (other nodes may be alive)."""
+        if not self._settings.embedded:
+            return
         async with self._db.read() as session:
-            runs = await repo.unfinished_runs(session)
+            runs = [r for r in await repo.unfinished_runs(session) if r.status == "running"]
         for run in runs:
-            if run.status == "queued":
-                self._schedule(run)
-                continue
-            ticket = self._ticket(run)
-            await self._end(ticket, "failed", AgentFailure(
-                "node_lost", "the server stopped while this run was executing",
-                retryable=True), started=None)
+            await self.end_expired(run, any_lease=True)
+
+    def start(self) -> None:
+        self.scheduler.start()
 
     async def drain(self, grace: float) -> None:
         await self.scheduler.drain(grace)
 
 
-class _AlreadyEnded(Exception):
-    """The run's row was already moved on (fencing): write nothing."""
-
+class _NotQueued(Exception):
+    """A conditional update found the run already moved on."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -97,6 +100,8 @@ class Run(Base):
     node_id: Mapped[str | None] = mapped_column(String(256))
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                   server_default=false())
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -108,6 +113,10 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_status_created", "status", "created_at"),
         Index("ix_runs_thread_status", "thread_id", "status"),
+        Index("uq_runs_running_thread", "thread_id", unique=True,
+              postgresql_where=text("status = 'running'"),
+              sqlite_where=text("status = 'running'")),
+        Index("ix_runs_node_status", "node_id", "status"),
     )
 
 

@@ -165,32 +165,28 @@ async def active_runs(session: AsyncSession, thread_id: str) -> Sequence[Run]:
     return list(rows)
 
 
-async def mark_running(session: AsyncSession, run_id: str, node_id: str) -> bool:
-    """queued → running, only if still queued (conditional update)."""
-    result = await session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.status == "queued")
-        .values(status="running", node_id=node_id, started_at=utc_now(),
-                attempt=Run.attempt + 1)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
 async def mark_ended(
     session: AsyncSession,
     run_id: str,
     status: RunStatus,
     *,
+    node_id: str | None = None,
     error_code: str | None = None,
     error_message: str | None = None,
     usage: dict[str, Any] | None = None,
 ) -> bool:
-    """queued/running → a final status, only if not already ended (fencing)."""
+    """End a run conditionally (the fence): a running run only by the node holding it
+    (`node_id`), a queued run only while still queued (`node_id` None)."""
+    condition = (
+        (Run.status == "queued") if node_id is None
+        else ((Run.status == "running") & (Run.node_id == node_id))
+    )
     result = await session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status.in_(ACTIVE_RUN_STATUSES))
+        .where(Run.id == run_id, condition)
         .values(status=status, ended_at=utc_now(), error_code=error_code,
                 error_message=error_message, usage=usage, lease_until=None)
+        .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
 

@@ -1,0 +1,231 @@
+"""Executing one claimed run and storing how it ended.
+
+Transactions: start = ``agent_started`` (the claim already moved the row to running);
+end = assistant message + final run status + ``agent_response`` + the terminal event.
+Every run ends with exactly one terminal event; the conditional status update is the
+fence that keeps a node that lost its lease from writing one too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runwire.agents.scope import AgentOutcome, HistoryMessage, MessageSearch, RunScope
+from runwire.errors import AgentFailure, LeaseLost, NotFound, StorageUnavailable
+from runwire.ids import MessageId, RunId, ThreadId, UserId, new_id
+from runwire.metrics import Metrics
+from runwire.protocol.codes import RunStatus
+from runwire.runs.scheduler import RunTicket
+from runwire.settings import Settings
+from runwire.store import repo, runqueue
+from runwire.store.db import Database
+from runwire.store.eventlog import NewEvent
+
+log = logging.getLogger(__name__)
+
+
+class AgentExecutor(Protocol):
+    """What the run service needs of the agent runtime."""
+
+    async def execute(self, scope: RunScope) -> AgentOutcome: ...
+
+    def has_agent(self, name: str) -> bool: ...
+
+
+class AlreadyEnded(Exception):
+    """The run's row already moved on (fencing): write nothing."""
+
+
+class RunExecutor:
+    """Runs claimed tickets through the agent runtime and ends them."""
+
+    def __init__(self, *, settings: Settings, db: Database, runtime: AgentExecutor,
+                 metrics: Metrics, search: MessageSearch) -> None:
+        self._settings = settings
+        self._db = db
+        self._runtime = runtime
+        self._metrics = metrics
+        self._search = search
+
+    async def execute(self, ticket: RunTicket) -> None:
+        started = time.monotonic()
+        node = self._settings.node_id
+        if ticket.received_at:
+            self._metrics.queue_wait.labels(node).observe(started - ticket.received_at)
+        try:
+            await self._announce(ticket)
+        except AlreadyEnded:
+            return
+        except (StorageUnavailable, NotFound) as exc:
+            log.warning("run could not start: %s", exc)
+            await self.end(ticket, "failed", AgentFailure(
+                "storage_unavailable", "could not start the run", retryable=True), started=None)
+            return
+        if ticket.received_at:
+            self._metrics.start_latency.labels(node).observe(
+                time.monotonic() - ticket.received_at)
+        log.info("run started agent=%s", ticket.agent)
+        assistant_id = MessageId(new_id())
+        outcome: AgentOutcome | None = None
+        failure: AgentFailure | None = None
+        status: RunStatus = "completed"
+        try:
+            scope = await self._scope(ticket, assistant_id)
+            async with asyncio.timeout(self._settings.agent_execution_timeout) as deadline:
+                outcome = await self._runtime.execute(scope)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            if ticket.cancel_reason == "shutdown":
+                status, failure = "failed", AgentFailure(
+                    "internal", "the server shut down before the run finished", retryable=True)
+            elif ticket.cancel_reason == "lease_lost":
+                await ticket.emitter.aclose()  # another node ends it; write nothing
+                return
+            else:
+                status = "cancelled"
+        except LeaseLost:
+            await ticket.emitter.aclose()
+            return
+        except TimeoutError:
+            if deadline.expired():
+                status, failure = "timed_out", AgentFailure(
+                    "timeout", f"the run exceeded {self._settings.agent_execution_timeout:g} s",
+                    retryable=True)
+            else:
+                status, failure = "failed", AgentFailure("internal", "timed out", retryable=True)
+        except AgentFailure as exc:
+            status, failure = "failed", exc
+        except StorageUnavailable:
+            status, failure = "failed", AgentFailure(
+                "storage_unavailable", "the database is unavailable", retryable=True)
+        except Exception:
+            log.exception("agent run crashed")
+            status, failure = "failed", AgentFailure("internal", "internal error", retryable=False)
+        await self.end(ticket, status, failure, started=started, outcome=outcome,
+                       assistant_id=assistant_id)
+
+    async def _announce(self, ticket: RunTicket) -> None:
+        """`agent_started`, fenced: only while this node holds the run."""
+        node = self._settings.node_id
+
+        async def owner(session: AsyncSession) -> None:
+            if not await runqueue.is_owner(session, ticket.run_id, node):
+                raise LeaseLost(ticket.run_id)
+
+        ticket.emitter.fence = owner
+        try:
+            await ticket.emitter.commit([NewEvent("agent_started", {
+                "agent_name": ticket.agent, "message_id": ticket.message_id,
+                "run_id": ticket.run_id}, ticket.run_id)])
+        except LeaseLost:
+            raise AlreadyEnded from None
+
+    async def _scope(self, ticket: RunTicket, assistant_id: MessageId) -> RunScope:
+        run = ticket.run
+        if run is None:
+            raise NotFound("run vanished")
+        request = run.request or {}
+        async with self._db.read() as session:
+            user_msg = await repo.find_message(session, ticket.user_id, run.message_id)
+            if user_msg is None:
+                raise NotFound("user message vanished")
+            earlier = await repo.history(session, run.thread_id, before_id=user_msg.id,
+                                         limit=self._settings.max_history_size)
+        return RunScope(
+            user_id=UserId(ticket.user_id), thread_id=ThreadId(run.thread_id),
+            run_id=RunId(run.id), agent_name=run.agent, user_message=user_msg.content,
+            user_message_id=MessageId(run.message_id), assistant_message_id=assistant_id,
+            events=ticket.emitter, search=self._search,
+            scopes=frozenset(request.get("scopes") or ()),
+            history=[HistoryMessage("assistant" if m.role == "assistant" else "user", m.content)
+                     for m in earlier],
+            context=request.get("context") or {}, settings=request.get("settings") or {},
+        )
+
+    async def end(
+        self,
+        ticket: RunTicket,
+        status: RunStatus,
+        failure: AgentFailure | None,
+        *,
+        started: float | None,
+        outcome: AgentOutcome | None = None,
+        assistant_id: str | None = None,
+        queued: bool = False,
+    ) -> bool:
+        """Store how the run ended (answer + status + terminal event, one transaction).
+
+        Returns False when the run had already ended (nothing written).
+        """
+        emitter = ticket.emitter
+        emitter.fence = None  # the conditional status update below is the fence
+        content = outcome.content if outcome is not None else (
+            emitter.streamed.get(assistant_id, "") if assistant_id else "")
+        usage = dict(outcome.usage) if outcome is not None else {}
+        duration_ms = int((time.monotonic() - started) * 1000) if started is not None else 0
+        events = self._terminal_events(ticket, status, failure, content, usage, duration_ms,
+                                       assistant_id)
+
+        async def finish(session: AsyncSession) -> None:
+            if not await repo.mark_ended(
+                session, ticket.run_id, status,
+                node_id=None if queued else self._settings.node_id,
+                error_code=failure.code if failure else None,
+                error_message=failure.message if failure else None, usage=usage,
+            ):
+                raise AlreadyEnded
+            if content and assistant_id:
+                await repo.add_message(
+                    session, user_id=ticket.user_id, thread_id=ticket.thread_id,
+                    message_id=assistant_id, role="assistant", content=content,
+                    run_id=ticket.run_id)
+
+        try:
+            await emitter.commit(events, extra=finish)
+        except AlreadyEnded:
+            return False
+        except (StorageUnavailable, NotFound):
+            log.error("could not store the end of run %s", ticket.run_id)
+            return False
+        finally:
+            await emitter.aclose()
+        self._count(status, failure, duration_ms if started is not None else None)
+        log.info("run ended status=%s code=%s duration_ms=%d", status,
+                 failure.code if failure else "-", duration_ms)
+        return True
+
+    def _terminal_events(self, ticket: RunTicket, status: RunStatus,
+                         failure: AgentFailure | None, content: str, usage: dict[str, int],
+                         duration_ms: int, assistant_id: str | None) -> Sequence[NewEvent]:
+        events: list[NewEvent] = []
+        if content and assistant_id:
+            events.append(NewEvent("agent_response", {
+                "agent_name": ticket.agent, "message_id": assistant_id, "content": content},
+                ticket.run_id))
+        if failure is None:
+            events.append(NewEvent("agent_completed", {
+                "status": status, "result": content,
+                "message_id": assistant_id if content else None,
+                "usage": usage, "duration_ms": duration_ms}, ticket.run_id))
+        else:
+            events.append(NewEvent("agent_error", {
+                "code": failure.code, "message": failure.message,
+                "retryable": failure.retryable}, ticket.run_id))
+        return events
+
+    def _count(self, status: RunStatus, failure: AgentFailure | None,
+               duration_ms: int | None) -> None:
+        node = self._settings.node_id
+        self._metrics.runs.labels(node, status, failure.code if failure else "").inc()
+        if duration_ms is not None:
+            self._metrics.run_duration.labels(node, status).observe(duration_ms / 1000)
+        if failure is not None and failure.code == "model_error":
+            self._metrics.model_errors.labels(node, str(failure.retryable).lower()).inc()
