@@ -34,6 +34,7 @@ from runwire.bus.base import Bus
 from runwire.bus.memory import InMemoryBus
 from runwire.bus.redis import RedisBus
 from runwire.gateway.endpoint import Gateway
+from runwire.gateway.presence import RedisPresence
 from runwire.gateway.registry import ConnectionRegistry
 from runwire.metrics import Metrics
 from runwire.protocol.codes import CloseCode
@@ -70,6 +71,7 @@ class Services:
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _drained: bool = False
     db_ok: bool = True
+    presence: RedisPresence | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -83,7 +85,9 @@ class Services:
         await db.migrate()
         bus: Bus
         limit_storage: Storage | None = None
+        presence: RedisPresence | None = None
         if settings.redis_url is not None:
+            presence = RedisPresence(settings.redis_url, prefix=settings.redis_prefix)
             bus = RedisBus(settings.redis_url, node_id=settings.node_id,
                            prefix=settings.redis_prefix)
             limit_storage = RedisStorage(f"async+{settings.redis_url}", implementation="redispy",
@@ -104,7 +108,7 @@ class Services:
                                "rest_write": settings.rate_limit_frames}, limit_storage)
         gateway = Gateway(settings=settings, tokens=tokens, registry=connections, bus=bus,
                           runs=runs, reader=reader, limiter=limiter, metrics=metrics,
-                          model_info=dict(runtime.model_info()))
+                          model_info=dict(runtime.model_info()), presence=presence)
         services = cls(settings=settings, db=db, bus=bus, tokens=tokens, registry=registry,
                        runtime=runtime, runs=runs, reader=reader, connections=connections,
                        gateway=gateway, limiter=limiter, metrics=metrics)
@@ -121,6 +125,9 @@ class Services:
             gateway.sweep_idle(runs.scheduler.has_user), name="idle-connections"))
         services._background.append(
             asyncio.create_task(services._watch_health(), name="health-monitor"))
+        services._background.append(
+            asyncio.create_task(gateway.refresh_presence(), name="presence"))
+        services.presence = presence
         return services
 
     def gauges(self) -> dict[str, float]:
@@ -179,6 +186,8 @@ class Services:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.bus.aclose()
+        if self.presence is not None:
+            await self.presence.aclose()
         await self.db.aclose()
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -90,6 +90,8 @@ class RunOut(BaseModel):
     message_id: str
     agent: str
     status: str
+    node_id: str | None
+    attempt: int
     error_code: str | None
     error_message: str | None
     usage: dict[str, Any] | None
@@ -100,7 +102,8 @@ class RunOut(BaseModel):
     @classmethod
     def of(cls, r: Run) -> RunOut:
         return cls(run_id=r.id, thread_id=r.thread_id, message_id=r.message_id, agent=r.agent,
-                   status=r.status, error_code=r.error_code, error_message=r.error_message,
+                   status=r.status, node_id=r.node_id, attempt=r.attempt,
+                   error_code=r.error_code, error_message=r.error_message,
                    usage=r.usage, created_at=r.created_at, started_at=r.started_at,
                    ended_at=r.ended_at)
 

@@ -22,6 +22,7 @@ from runwire.auth import Principal, TokenService
 from runwire.bus.base import Bus
 from runwire.errors import AuthError, NotFound, StorageUnavailable, ThreadBusy
 from runwire.gateway.connection import Connection
+from runwire.gateway.presence import RedisPresence
 from runwire.gateway.registry import ConnectionRegistry
 from runwire.ids import new_id
 from runwire.metrics import Metrics
@@ -59,6 +60,7 @@ class Gateway:
         limiter: RateLimiter,
         metrics: Metrics,
         model_info: dict[str, Any],
+        presence: RedisPresence | None = None,
     ) -> None:
         self._settings = settings
         self._tokens = tokens
@@ -72,6 +74,7 @@ class Gateway:
         self._frames_out = metrics.frames_out.labels(node)
         self._delivery = metrics.delivery_latency.labels(node)
         self._model_info = model_info
+        self._presence = presence
         self._inflight: set[asyncio.Task[None]] = set()
         self._sessions: set[asyncio.Task[Any]] = set()
         self.accepting = True
@@ -95,7 +98,7 @@ class Gateway:
             await self._refuse(ws, creds.subprotocol, CloseCode.UNAUTHORIZED, str(exc))
             return
         conn = self._connection(ws, principal)
-        if not self.registry.try_add(conn):
+        if not await self._admit(conn):
             await self._refuse(ws, creds.subprotocol, CloseCode.TOO_MANY_CONNECTIONS,
                                "too many connections for this user")
             return
@@ -116,9 +119,34 @@ class Gateway:
             if code == CloseCode.SLOW_CONSUMER:
                 self._metrics.slow_consumers.labels(node).inc()
             self.registry.remove(conn)
+            if self._presence is not None:
+                await self._presence.release(conn.user_id, conn.connection_id)
             await conn.aclose()
             if task is not None:
                 self._sessions.discard(task)
+
+    async def _admit(self, conn: Connection) -> bool:
+        """Count the connection against the per-user limit: across nodes when Redis is
+        configured and answering, else on this node (exact: no await between the check
+        and the insert)."""
+        if not self.registry.try_add(conn):
+            return False
+        if self._presence is None:
+            return True
+        shared = await self._presence.acquire(conn.user_id, conn.connection_id,
+                                              self._settings.max_connections_per_user)
+        if shared is False:
+            self.registry.remove(conn)
+            return False
+        return True
+
+    async def refresh_presence(self) -> None:
+        """Forever: keep this node's connection slots alive in Redis."""
+        if self._presence is None:
+            return
+        while True:
+            await asyncio.sleep(self._presence.ttl / 3)
+            await self._presence.refresh((c.user_id, c.connection_id) for c in self.registry)
 
     async def _refuse(self, ws: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
         self._metrics.connects.labels(self._settings.node_id, f"refused_{code}").inc()
