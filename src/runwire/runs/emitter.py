@@ -16,8 +16,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from runwire.bus.base import Bus
+from runwire.errors import StorageUnavailable
 from runwire.protocol.codes import RunEventType
 from runwire.protocol.envelope import Envelope
 from runwire.store import eventlog
@@ -51,6 +58,7 @@ class RunEmitter:
         run_id: str,
         window: float = 0.03,
         observe: Callable[[Sequence[NewEvent], float], None] | None = None,
+        retry_for: float = 5.0,
     ) -> None:
         self._db = db
         self._bus = bus
@@ -59,6 +67,7 @@ class RunEmitter:
         self.run_id = run_id
         self._window = window
         self._observe = observe
+        self._retry_for = retry_for
         # Run inside every commit's transaction once the run has started: raises
         # LeaseLost when this node no longer holds the run (fencing).
         self.fence: Extra | None = None
@@ -116,20 +125,34 @@ class RunEmitter:
         payload = {"agent_name": key[0], "message_id": key[1], "delta": "".join(parts)}
         return NewEvent("partial_result", payload, self.run_id)
 
-    async def commit(self, events: Sequence[NewEvent], extra: Extra | None = None) -> None:
+    async def commit(self, events: Sequence[NewEvent], extra: Extra | None = None, *,
+                     retry_for: float | None = None) -> None:
         """Flush pending deltas, then append `events` (and run `extra` in the same
-        transaction), commit, and publish — in that order."""
+        transaction), commit, and publish — in that order.
+
+        While the database is unavailable the transaction is retried with backoff for up to
+        `retry_for` seconds (default: the emitter's own), then StorageUnavailable is raised;
+        nothing is published unless it committed.
+        """
         async with self._lock:
             batch = [*self._take_deltas(), *events]
             if not batch and extra is None:
                 return
             began = time.monotonic()
-            async with self._db.write() as session:
-                if self.fence is not None:
-                    await self.fence(session)
-                if extra is not None:
-                    await extra(session)
-                envelopes = await eventlog.append(session, self.user_id, self.thread_id, batch)
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(StorageUnavailable),
+                wait=wait_exponential_jitter(initial=0.05, max=2.0),
+                stop=stop_after_delay(self._retry_for if retry_for is None else retry_for),
+                reraise=True,
+            ):
+                with attempt:
+                    async with self._db.write() as session:
+                        if self.fence is not None:
+                            await self.fence(session)
+                        if extra is not None:
+                            await extra(session)
+                        envelopes = await eventlog.append(session, self.user_id,
+                                                          self.thread_id, batch)
             await publish_all(self._bus, envelopes)
             if self._observe is not None:
                 self._observe(batch, time.monotonic() - began)

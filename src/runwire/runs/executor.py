@@ -29,6 +29,8 @@ from runwire.store.eventlog import NewEvent
 
 log = logging.getLogger(__name__)
 
+END_RETRY_SECONDS = 120.0
+
 
 class AgentExecutor(Protocol):
     """What the run service needs of the agent runtime."""
@@ -189,7 +191,9 @@ class RunExecutor:
                     run_id=ticket.run_id)
 
         try:
-            await emitter.commit(events, extra=finish)
+            # The end must be stored: keep retrying through a database outage (bounded;
+            # past it the run's lease expires and another node ends it).
+            await emitter.commit(events, extra=finish, retry_for=END_RETRY_SECONDS)
         except AlreadyEnded:
             return False
         except (StorageUnavailable, NotFound):
