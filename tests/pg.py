@@ -41,3 +41,49 @@ async def fresh_database() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster on a free port (initdb + pg_ctl as the postgres
+    user — initdb refuses root), for tests that stop and start the database."""
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import socket
+        import tempfile
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not bins or shutil.which("runuser") is None:
+            raise FileNotFoundError("pg_ctl/runuser")
+        self.bin = bins[-1].rsplit("/", 1)[0]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = tempfile.mkdtemp(prefix="runwire-pg-")
+        shutil.chown(self.dir, "postgres", "postgres")
+        self._run(f"{self.bin}/initdb", "-D", self.dir, "-A", "trust", "-U", "postgres")
+        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *cmd: str) -> None:
+        import subprocess
+
+        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True,
+                       capture_output=True, timeout=120)
+
+    def start(self) -> PrivatePostgres:
+        self._run(f"{self.bin}/pg_ctl", "-D", self.dir, "-w", "-l", f"{self.dir}/log",
+                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
+        return self
+
+    def stop(self) -> None:
+        self._run(f"{self.bin}/pg_ctl", "-D", self.dir, "-w", "-m", "immediate", "stop")
+
+    def destroy(self) -> None:
+        import contextlib
+        import shutil
+        import subprocess
+
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -97,8 +97,8 @@ async def test_the_connection_limit_holds_across_nodes(cluster: Callable[..., No
 async def test_a_saturated_node_s_queue_is_served_by_a_node_with_capacity(
     cluster: Callable[..., Node],
 ) -> None:
-    busy = await cluster("busy", max_concurrent_agents=1, builtin_delta_delay=0.05).start()
-    free = await cluster("free", max_concurrent_agents=4, builtin_delta_delay=0.05).start()
+    busy = await cluster("busy", max_concurrent_agents=1, builtin_delta_delay=0.15).start()
+    free = await cluster("free", max_concurrent_agents=4, builtin_delta_delay=0.15).start()
     async with RunwireClient.connect(busy.ws_url, busy.token()) as c:
         for n in range(4):
             await c.send_message(f"what is {n}+1?")

@@ -43,7 +43,8 @@ async def test_sigterm_lets_the_run_finish_then_closes_with_1001(
         assert frames[-1]["payload"]["status"] == "completed"
         code, _ = await c.wait_closed(timeout=20)
         assert code == 1001
-    assert node.wait() == 0
+    # uvicorn re-raises the captured SIGTERM after its graceful shutdown
+    assert node.wait() in (0, -signal.SIGTERM)
 
 
 async def test_runs_past_the_grace_period_end_with_a_stored_terminal_event(

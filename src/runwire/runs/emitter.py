@@ -141,7 +141,7 @@ class RunEmitter:
             began = time.monotonic()
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(StorageUnavailable),
-                wait=wait_exponential_jitter(initial=0.05, max=2.0),
+                wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
                 stop=stop_after_delay(self._retry_for if retry_for is None else retry_for),
                 reraise=True,
             ):

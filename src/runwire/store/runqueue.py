@@ -47,9 +47,12 @@ async def claim(
     )
     if skip_locked:
         candidates = candidates.with_for_update(skip_locked=True, of=Run)
+    # A CTE is evaluated once: `IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` may be
+    # re-evaluated by PostgreSQL's planner and claim more than n rows.
+    claimable = candidates.cte("claimable")
     result = await session.execute(
         update(Run)
-        .where(Run.id.in_(candidates.scalar_subquery()), Run.status == "queued")
+        .where(Run.id == claimable.c.id, Run.status == "queued")
         .values(status="running", node_id=node_id, lease_until=now + lease, started_at=now,
                 attempt=Run.attempt + 1)
         .returning(Run)

@@ -1,0 +1,139 @@
+"""Failure modes with private PostgreSQL and Redis servers that the tests stop and start
+(never the machine's shared services)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from runwire.client import RunwireClient
+
+from .conftest import missing_service
+from .nodes import Node
+from .pg import PrivatePostgres
+from .redis_server import PrivateRedis, unique_prefix
+
+QUESTION = "what is 12*(3+4)?"
+
+
+@pytest.fixture
+async def private_pg() -> AsyncIterator[PrivatePostgres]:
+    try:
+        pg = PrivatePostgres().start()
+    except (FileNotFoundError, OSError) as exc:
+        missing_service(f"cannot start a private PostgreSQL: {exc}")
+        raise
+    yield pg
+    pg.destroy()
+
+
+@pytest.fixture
+def private_redis() -> Any:
+    try:
+        server = PrivateRedis().start()
+    except FileNotFoundError:
+        missing_service("redis-server is not installed")
+        raise
+    yield server
+    server.stop()
+
+
+async def readyz(node: Node) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.get(node.base_url + "/readyz")
+        return r.status_code, r.json()
+
+
+async def eventually_ready(node: Node, status: int, timeout: float = 20) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        code, body = await readyz(node)
+        if code == status:
+            return body
+        assert asyncio.get_running_loop().time() < deadline, (code, body)
+        await asyncio.sleep(0.1)  # ok-sleep: polling another process's health
+
+
+@pytest.mark.postgres
+async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    node = Node(tmp_path / "n", database_url=private_pg.url, jwt_secret=uuid.uuid4().hex * 2,
+                builtin_delta_delay=0.3, db_timeout=1.0)
+    await node.start()
+    try:
+        async with RunwireClient.connect(node.ws_url, node.token()) as c:
+            await c.send_message(QUESTION)
+            started = (await c.until(lambda f: f["type"] == "agent_started", timeout=20))[-1]
+            private_pg.stop()
+            body = await eventually_ready(node, 503)
+            assert body["components"]["database"] == "down"
+            # a new message is refused cleanly and the connection stays up
+            await c.send("user_message", {"content": "hello?"}, request_id="during")
+            err = (await c.until(lambda f: f["type"] == "error", timeout=20))[-1]
+            assert err["payload"]["code"] == "storage_unavailable"
+            await c.send("ping")
+            assert (await c.until(lambda f: f["type"] == "pong"))[-1]["type"] == "pong"
+            private_pg.start()
+            await eventually_ready(node, 200)
+            terminal = (await c.until(lambda f: f["type"] in ("agent_completed", "agent_error")
+                                      and f.get("run_id") == started["run_id"], timeout=60))[-1]
+        async with node.api() as http:
+            log = (await http.get(f"/api/threads/{started['thread_id']}/events")).json()["items"]
+            run = (await http.get(f"/api/runs/{started['run_id']}")).json()
+            threads = (await http.get("/api/threads")).json()["items"]
+        ends = [e for e in log if e["type"] in ("agent_completed", "agent_error")]
+        assert [e["seq"] for e in ends] == [terminal["seq"]]  # exactly one, stored
+        assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+        assert run["status"] in ("completed", "failed")
+        assert len(threads) == 1  # the refused message left nothing behind
+    finally:
+        node.kill()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_redis_restarted_mid_stream(private_redis: PrivateRedis, tmp_path: Path) -> None:
+    from .pg import fresh_database, pg_available
+
+    if not await pg_available():
+        missing_service("PostgreSQL is not reachable")
+    async with fresh_database() as url:
+        shared = {"database_url": url, "redis_url": private_redis.url,
+                  "redis_prefix": unique_prefix(), "jwt_secret": uuid.uuid4().hex * 2,
+                  "builtin_delta_delay": 0.2}
+        one = await Node(tmp_path / "a", node_id="a", **shared).start()
+        two = await Node(tmp_path / "b", node_id="b", **shared).start()
+        try:
+            async with RunwireClient.connect(one.ws_url, one.token()) as runner, \
+                    RunwireClient.connect(two.ws_url, two.token()) as watcher:
+                await asyncio.sleep(0.1)  # ok-sleep: Redis SUBSCRIBE acknowledged
+                await runner.send_message(QUESTION)
+                seen = await watcher.until(lambda f: f["type"] == "agent_started", timeout=20)
+                thread_id = seen[-1]["thread_id"]
+                private_redis.stop()
+                body = await eventually_ready(two, 200)
+                await eventually_ready_bus(two, "degraded")
+                assert body["components"]["database"] == "ok"
+                private_redis.start()
+                rest = await watcher.until(lambda f: f["type"] == "agent_completed", timeout=60)
+                await eventually_ready_bus(two, "ok")
+            got = [f["seq"] for f in seen + rest if f.get("thread_id") == thread_id and "seq" in f]
+            async with two.api() as http:
+                log = (await http.get(f"/api/threads/{thread_id}/events")).json()["items"]
+            assert got == [e["seq"] for e in log]  # in order, no gap, no duplicate
+        finally:
+            one.kill()
+            two.kill()
+
+
+async def eventually_ready_bus(node: Node, state: str, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (await readyz(node))[1]["components"]["bus"] != state:
+        assert asyncio.get_running_loop().time() < deadline, f"bus never {state}"
+        await asyncio.sleep(0.1)  # ok-sleep: polling another process's health
+
