@@ -13,10 +13,11 @@ import ast
 import math
 from datetime import datetime
 from types import MappingProxyType
-from typing import Final, TypeAlias, TypedDict
+from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic_ai import RunContext
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from runwire.agents.scope import RunScope
 

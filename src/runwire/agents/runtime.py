@@ -1,0 +1,258 @@
+"""The agent runtime: runs one agent for one run, on any model, through one code path.
+
+What :meth:`AgentRuntime.execute` emits to the run's sink (SPEC 2.4), in the model's order:
+
+* ``agent_thinking`` {agent_name, thought} — once per complete thinking/reasoning part;
+* ``tool_executing`` / ``tool_completed`` — per tool call, by the run's
+  :class:`~runwire.agents.dispatcher.ToolDispatcher`;
+* ``partial_result`` {agent_name, message_id, delta} — streamed answer text; the deltas
+  joined are exactly the returned :attr:`AgentOutcome.content` (text parts of different
+  model responses are separated by a blank line, sent as part of a delta).
+
+It never emits ``agent_started``, ``agent_response``, ``agent_completed`` or
+``agent_error``: the run service does, in the transaction that stores the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, Sequence
+from typing import Final, TypedDict, assert_never
+
+import httpx
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.exceptions import (
+    AgentRunError,
+    ModelAPIError,
+    ModelConnectionError,
+    ModelHTTPError,
+    ModelRateLimitError,
+    ModelRequestTimeout,
+    ModelServerError,
+    ModelUnavailableError,
+    UnexpectedModelBehavior,
+    UserError,
+)
+from pydantic_ai.messages import (
+    AgentStreamEvent,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    PartDeltaEvent,
+    PartEndEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+    ThinkingPart,
+    UserPromptPart,
+)
+from pydantic_ai.models import Model, infer_model
+from pydantic_ai.toolsets import FunctionToolset
+
+from runwire.agents.builtin import BUILTIN_MODEL_NAME, builtin_model
+from runwire.agents.dispatcher import ToolDispatcher
+from runwire.agents.registry import AgentRegistry, AgentSpec
+from runwire.agents.scope import AgentOutcome, HistoryMessage, RunScope
+from runwire.agents.toolset import dispatching_toolset, function_toolset
+from runwire.errors import AgentFailure, ModelFailure
+
+log = logging.getLogger(__name__)
+
+_PART_SEPARATOR: Final = "\n\n"
+
+
+class ModelInfo(TypedDict):
+    name: str
+    demo: bool
+
+
+class AgentRuntime:
+    """Runs agents of `registry` on the model named `model`.
+
+    Args:
+        model: ``builtin`` (runwire's offline demo model, resolved here), a pydantic-ai
+            model name (``openai-chat:…``, ``openai:…``, ``anthropic:…``), or a ready
+            pydantic-ai ``Model`` (tests, embedding). Names are resolved on first use, so a
+            missing API key fails runs (as :class:`~runwire.errors.ModelFailure`), not
+            start-up.
+        registry: the agents and tools; read, never changed.
+        builtin_delta_delay: seconds between the builtin model's answer deltas.
+        tool_timeout: seconds a tool call may take unless its spec says otherwise.
+    """
+
+    def __init__(self, *, model: str | Model, registry: AgentRegistry,
+                 builtin_delta_delay: float, tool_timeout: float = 10.0) -> None:
+        if isinstance(model, str) and not model.strip():
+            raise ValueError("model name is empty")
+        self._model = model
+        self._registry = registry
+        self._builtin_delta_delay = builtin_delta_delay
+        self._tool_timeout = tool_timeout
+        # Caches filled on first use (only ever from the event loop's thread).
+        self._models: dict[str, Model] = {}
+        self._toolsets: dict[AgentSpec, FunctionToolset[RunScope]] = {}
+
+    def model_info(self) -> ModelInfo:
+        """The default model's name and whether it is the offline demo model (for the UI)."""
+        if isinstance(self._model, Model):
+            return {"name": self._model.model_name, "demo": False}
+        return {"name": self._model, "demo": self._model == BUILTIN_MODEL_NAME}
+
+    def has_agent(self, name: str) -> bool:
+        return self._registry.has_agent(name)
+
+    async def execute(self, scope: RunScope) -> AgentOutcome:
+        """Run `scope.agent_name` on `scope.user_message` and return the final answer.
+
+        Raises:
+            ModelFailure: the model could not be built or the provider failed (retryable for
+                429, 5xx, connection errors and timeouts).
+            AgentFailure: the agent is not registered (code ``internal``).
+            asyncio.CancelledError: propagated untouched; the model stream is closed.
+            RunwireError: from the event sink (e.g. storage unavailable), untouched.
+        """
+        try:
+            spec = self._registry.get_agent(scope.agent_name)
+        except KeyError:
+            raise AgentFailure("internal", f"agent {scope.agent_name!r} is not registered",
+                               retryable=False) from None
+        model = self._resolve(spec.model or self._model)
+        dispatcher = ToolDispatcher(registry=self._registry, scope=scope, agent_name=spec.name,
+                                    default_timeout=self._tool_timeout)
+        relay = StreamRelay(scope, spec.name)
+        agent = self._agent(spec, model, dispatcher)
+        try:
+            result = await agent.run(
+                scope.user_message, message_history=model_history(scope.history), deps=scope,
+                event_stream_handler=relay.handle)
+        except (AgentRunError, UserError, httpx.HTTPError, ConnectionError) as exc:
+            raise model_failure(exc) from exc
+        if not relay.text and result.output:
+            await relay.text_delta(str(result.output))  # a model that did not stream its text
+        usage = result.usage
+        return AgentOutcome(content=relay.text, usage={
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "requests": usage.requests,
+            "tool_calls": dispatcher.calls,
+        })
+
+    def _resolve(self, model: str | Model) -> Model:
+        if isinstance(model, Model):
+            return model
+        cached = self._models.get(model)
+        if cached is not None:
+            return cached
+        if model == BUILTIN_MODEL_NAME:
+            resolved: Model = builtin_model(delta_delay=self._builtin_delta_delay)
+        else:
+            try:
+                resolved = infer_model(model)
+            except Exception as exc:
+                # Typically a missing API key or an unknown provider prefix (UserError);
+                # the first sentence says which.
+                reason = str(exc).split(". ")[0]
+                raise ModelFailure(f"model {model!r} is not usable: {reason}",
+                                   retryable=False) from exc
+        self._models[model] = resolved
+        return resolved
+
+    def _agent(self, spec: AgentSpec, model: Model,
+               dispatcher: ToolDispatcher) -> Agent[RunScope, str]:
+        tools = self._toolsets.get(spec)
+        if tools is None:
+            tools = self._toolsets[spec] = function_toolset(self._registry.tools_for(spec.name))
+        toolset = dispatching_toolset(tools, dispatcher)
+        return Agent(model, deps_type=RunScope, output_type=str, name=spec.name,
+                     instructions=spec.instructions, toolsets=[toolset])
+
+
+class StreamRelay:
+    """Turns pydantic-ai's stream events into ``partial_result`` and ``agent_thinking``.
+
+    Keeps the text it relayed (:attr:`text`): the run's answer is what its clients saw.
+    """
+
+    def __init__(self, scope: RunScope, agent_name: str) -> None:
+        self._scope = scope
+        self._agent_name = agent_name
+        self._parts: list[str] = []
+        self._separate = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    async def handle(self, ctx: RunContext[RunScope],
+                     events: AsyncIterable[AgentStreamEvent]) -> None:
+        """pydantic-ai's ``event_stream_handler``: called once per model request / tool step."""
+        async for event in events:
+            if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+                self._separate = bool(self._parts)
+                await self.text_delta(event.part.content)
+            elif isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
+                await self.text_delta(event.delta.content_delta)
+            elif (isinstance(event, PartEndEvent) and isinstance(event.part, ThinkingPart)
+                  and event.part.content.strip()):
+                # One event per complete thought: token-sized thinking deltas would flood
+                # the thread's log.
+                await self._scope.events.emit("agent_thinking", {
+                    "agent_name": self._agent_name, "thought": event.part.content})
+
+    async def text_delta(self, delta: str) -> None:
+        if not delta:
+            return
+        if self._separate:
+            delta, self._separate = _PART_SEPARATOR + delta, False
+        self._parts.append(delta)
+        await self._scope.events.emit("partial_result", {
+            "agent_name": self._agent_name,
+            "message_id": self._scope.assistant_message_id,
+            "delta": delta,
+        })
+
+
+def model_history(history: Sequence[HistoryMessage]) -> list[ModelMessage]:
+    """The thread's earlier messages as pydantic-ai history (oldest first).
+
+    Leading assistant messages (cut off from their question by the history limit) and
+    empty messages are dropped: providers expect a conversation to open with the user.
+    """
+    messages: list[ModelMessage] = []
+    for message in history:
+        if not message.content.strip() or (not messages and message.role == "assistant"):
+            continue
+        if message.role == "user":
+            messages.append(ModelRequest(parts=[UserPromptPart(message.content)]))
+        elif message.role == "assistant":
+            messages.append(ModelResponse(parts=[TextPart(message.content)]))
+        else:
+            assert_never(message.role)
+    return messages
+
+
+def model_failure(exc: BaseException) -> ModelFailure:
+    """`exc` from a model provider as a :class:`ModelFailure`; retryable where waiting helps."""
+    retryable: bool
+    message: str
+    if isinstance(exc, ModelRateLimitError):
+        retryable, message = True, "the model provider is rate limiting requests"
+    elif isinstance(exc, ModelUnavailableError | ModelServerError):
+        retryable, message = True, "the model provider is unavailable"
+    elif isinstance(exc, ModelConnectionError | ModelRequestTimeout | httpx.HTTPError
+                    | ConnectionError):
+        retryable, message = True, "could not reach the model provider"
+    elif isinstance(exc, ModelHTTPError):
+        retryable = exc.status_code in (408, 429) or exc.status_code >= 500
+        message = f"the model provider answered HTTP {exc.status_code}"
+    elif isinstance(exc, ModelAPIError):
+        retryable, message = False, "the model provider refused the request"
+    elif isinstance(exc, UnexpectedModelBehavior):
+        retryable, message = False, f"the model misbehaved: {exc.message}"
+    else:
+        retryable, message = False, str(exc) or type(exc).__name__
+    if isinstance(exc, ModelHTTPError) and "HTTP" not in message:
+        message = f"{message} (HTTP {exc.status_code})"
+    log.warning("model failure (retryable=%s): %r", retryable, exc)
+    return ModelFailure(message[:500], retryable=retryable)
+
