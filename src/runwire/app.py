@@ -44,6 +44,7 @@ from runwire.settings import Settings
 from runwire.store import eventlog
 from runwire.store.db import Database
 from runwire.store.reader import ThreadReader
+from runwire.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +73,29 @@ class Services:
     _drained: bool = False
     db_ok: bool = True
     presence: RedisPresence | None = None
+    tracing: Tracing | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         """Open the database (and migrate), build the parts, recover unfinished runs."""
         tokens = TokenService(settings)
         metrics = Metrics(settings.node_id)
+        tracing = Tracing(settings.otel_endpoint, node_id=settings.node_id)
         db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size,
                       timeout=settings.db_timeout,
                       breaker=CircuitBreaker("database", threshold=5, cooldown=2.0,
                                              on_change=metrics.breaker_changed))
         await db.migrate()
+        tracing.instrument_engine(db.engine)
         bus: Bus
         limit_storage: Storage | None = None
         presence: RedisPresence | None = None
         if settings.redis_url is not None:
             presence = RedisPresence(settings.redis_url, prefix=settings.redis_prefix)
+            tracing.instrument_redis(presence.client)
             bus = RedisBus(settings.redis_url, node_id=settings.node_id,
                            prefix=settings.redis_prefix)
+            tracing.instrument_redis(bus.client)
             limit_storage = RedisStorage(f"async+{settings.redis_url}", implementation="redispy",
                                          key_prefix=f"{settings.redis_prefix}limits")
         else:
@@ -100,7 +106,8 @@ class Services:
         runtime = AgentRuntime(model=settings.model, registry=registry,
                                builtin_delta_delay=settings.builtin_delta_delay,
                                tool_timeout=settings.tool_timeout)
-        runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime, metrics=metrics)
+        runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime, metrics=metrics,
+                          tracing=tracing)
         reader = ThreadReader(db)
         connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
         limiter = RateLimiter({"frame": settings.rate_limit_frames,
@@ -128,6 +135,7 @@ class Services:
         services._background.append(
             asyncio.create_task(gateway.refresh_presence(), name="presence"))
         services.presence = presence
+        services.tracing = tracing
         return services
 
     def gauges(self) -> dict[str, float]:
@@ -189,6 +197,8 @@ class Services:
         if self.presence is not None:
             await self.presence.aclose()
         await self.db.aclose()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """`/readyz`: ready when the database answers; each component's state."""

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_timeout: PositiveFloat = 5.0
     metrics_token: str | None = Field(default=None, repr=False)
+    otel_endpoint: str | None = None
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -70,6 +70,10 @@ class RedisBus:
         self._healthy = False
         self._lock = asyncio.Lock()  # serialises (un)subscribe with reconnects
 
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._redis
+
     def channel(self, user_id: str) -> str:
         return f"{self._prefix}u:{user_id}"
 

@@ -40,6 +40,10 @@ class RedisPresence:
         self._timeout = timeout
         self._acquire = self._redis.register_script(_ACQUIRE)
 
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._redis
+
     def _key(self, user_id: str) -> str:
         return f"{self._prefix}conns:{user_id}"
 

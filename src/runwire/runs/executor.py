@@ -26,6 +26,7 @@ from runwire.settings import Settings
 from runwire.store import repo, runqueue
 from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
+from runwire.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,19 @@ class RunExecutor:
     """Runs claimed tickets through the agent runtime and ends them."""
 
     def __init__(self, *, settings: Settings, db: Database, runtime: AgentExecutor,
-                 metrics: Metrics, search: MessageSearch) -> None:
+                 metrics: Metrics, search: MessageSearch, tracing: Tracing | None = None) -> None:
         self._settings = settings
+        self._tracing = tracing or Tracing(None, node_id=settings.node_id)
         self._db = db
         self._runtime = runtime
         self._metrics = metrics
         self._search = search
 
     async def execute(self, ticket: RunTicket) -> None:
+        with self._tracing.run_span(ticket.run_id, ticket.thread_id, ticket.agent):
+            await self._execute(ticket)
+
+    async def _execute(self, ticket: RunTicket) -> None:
         started = time.monotonic()
         node = self._settings.node_id
         if ticket.received_at:

@@ -35,6 +35,7 @@ from runwire.store import eventlog, repo, runqueue
 from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
 from runwire.store.models import Run
+from runwire.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class RunService:
 
     def __init__(
         self, *, settings: Settings, db: Database, bus: Bus, runtime: AgentExecutor,
-        metrics: Metrics,
+        metrics: Metrics, tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
@@ -68,7 +69,7 @@ class RunService:
         self._bus = bus
         self._runtime = runtime
         self.executor = RunExecutor(settings=settings, db=db, runtime=runtime, metrics=metrics,
-                                    search=self.search)
+                                    search=self.search, tracing=tracing)
         self.scheduler = RunScheduler(
             db=db, node_id=settings.node_id, capacity=settings.max_concurrent_agents,
             ticket_for=self._ticket, execute=self.executor.execute,

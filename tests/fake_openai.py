@@ -1,0 +1,147 @@
+"""A local fake OpenAI-compatible Chat Completions server (real HTTP, streaming SSE).
+
+Scripted by the last user message:
+    "tool: <expression>"  → streams a `calculator` tool call (argument deltas), then after
+                            the tool result streams "The answer is <result>."
+    "slow"                → streams a word every 0.1 s for a long time (stop/timeouts)
+    "stall"               → sends one chunk, then nothing
+    "fail <status>"       → answers HTTP <status> (500, 429, 400)
+    anything else         → streams "Hello from the fake model." in small deltas
+It records every request and when a streaming client went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class FakeOpenAI:
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    disconnected_at: list[float] = field(default_factory=list)
+    port: int = 0
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None,
+               usage: dict[str, int] | None = None) -> str:
+        body: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                                "created": int(time.time()), "model": "fake-model",
+                                "choices": [{"index": 0, "delta": delta,
+                                             "finish_reason": finish}]}
+        if usage is not None:
+            body["usage"] = usage
+        return f"data: {json.dumps(body)}\n\n"
+
+    async def _stream(self, parts: list[dict[str, Any]], finish: str,
+                      delay: float = 0.0) -> AsyncIterator[str]:
+        try:
+            yield self._chunk({"role": "assistant", "content": ""})
+            for part in parts:
+                if delay:
+                    await asyncio.sleep(delay)  # ok-sleep: a deliberately slow fake provider
+                yield self._chunk(part)
+            yield self._chunk({}, finish, usage={"prompt_tokens": 11, "completion_tokens": 7,
+                                                 "total_tokens": 18})
+            yield "data: [DONE]\n\n"
+        finally:
+            self.disconnected_at.append(time.monotonic())
+
+    async def completions(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        messages = body.get("messages", [])
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        content = last_user.get("content")
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        text = str(content or "")
+        tool_results = [m for m in messages if m.get("role") == "tool"]
+        if text.startswith("fail "):
+            status = int(text.split()[1])
+            return JSONResponse({"error": {"message": f"fake failure {status}",
+                                           "type": "server_error", "code": str(status)}},
+                                status_code=status)
+        headers = {"content-type": "text/event-stream"}
+        if text.startswith("tool:") and not tool_results:
+            expr = text.split(":", 1)[1].strip()
+            args = json.dumps({"expression": expr})
+            parts = [{"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                      "function": {"name": "calculator", "arguments": ""}}]}]
+            parts += [{"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 5]}}]}
+                      for i in range(0, len(args), 5)]
+            return StreamingResponse(self._stream(parts, "tool_calls"), headers=headers)
+        if tool_results:
+            result = json.loads(tool_results[-1]["content"]) if tool_results[-1]["content"].startswith("{") else tool_results[-1]["content"]
+            value = result.get("result") if isinstance(result, dict) else result
+            words = f"The answer is {value}.".split(" ")
+            return StreamingResponse(self._stream(
+                [{"content": w + (" " if i < len(words) - 1 else "")} for i, w in enumerate(words)],
+                "stop"), headers=headers)
+        if text == "slow":
+            return StreamingResponse(self._stream([{"content": f"w{i} "} for i in range(1000)],
+                                                  "stop", delay=0.1), headers=headers)
+        if text == "stall":
+            return StreamingResponse(self._stream([{"content": "…"}] + [{"content": ""}] * 1,
+                                                  "stop", delay=3600), headers=headers)
+        words = ["Hello", "from", "the", "fake", "model."]
+        return StreamingResponse(self._stream(
+            [{"content": w + (" " if i < len(words) - 1 else "")} for i, w in enumerate(words)],
+            "stop"), headers=headers)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self.completions,
+                                       methods=["POST"])])
+
+
+class ThreadServer:
+    """Runs an ASGI app on a loopback port in its own thread (test peers)."""
+
+    def __init__(self, app: Any) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_config=None, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    def start(self) -> ThreadServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            assert time.monotonic() < deadline, "fake provider did not start"
+            time.sleep(0.01)  # ok-sleep: waiting for the server thread to listen
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+class FakeOpenAIServer(ThreadServer):
+    """:class:`FakeOpenAI` on a loopback port."""
+
+    def __init__(self) -> None:
+        self.fake = FakeOpenAI()
+        super().__init__(self.fake.app())
+        self.fake.port = self.port
+        self.base_url = f"{self.url}/v1"
+
+    def start(self) -> FakeOpenAIServer:
+        super().start()
+        return self
