@@ -6,8 +6,6 @@ import asyncio
 from typing import Any
 
 from rich.console import Console
-from rich.markdown import Markdown
-from rich.panel import Panel
 
 from runwire.client import RunwireClient, RunwireClosed
 from runwire.protocol.codes import TERMINAL_EVENTS
@@ -25,8 +23,7 @@ def _render(console: Console, frame: dict[str, Any]) -> None:
     elif kind == "partial_result":
         console.print(p["delta"], end="", soft_wrap=True, highlight=False)
     elif kind == "agent_response":
-        console.print()
-        console.print(Panel(Markdown(p["content"]), title=p.get("agent_name", "agent")))
+        console.print()  # the answer was streamed above; end its line
     elif kind == "agent_progress":
         console.print(f"[yellow]{p.get('message')}[/]")
     elif kind == "agent_error":
