@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint typecheck pytest tools migrate bench clean lock
+.PHONY: run test install lint typecheck pytest tools migrate bench clean lock screenshot
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg \
 	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg; }; \
 	done
+
+## The README's screenshot, taken by the browser test from the real page.
+screenshot: install tools
+	RUNWIRE_SCREENSHOT=docs/screenshot.png $(VENV)/bin/pytest -q tests/test_web.py -k token_url
 
 ## Regenerate the lock files (needs uv: pip install uv).
 lock:
