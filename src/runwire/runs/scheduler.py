@@ -107,9 +107,12 @@ class RunScheduler:
         self._wakeup.set()
 
     def start(self) -> None:
-        for name, loop in (("claimer", self._claim_forever), ("leases", self._renew_forever),
-                           ("sweeper", self._sweep_forever)):
-            self._loops.append(asyncio.create_task(loop(), name=f"runs-{name}"))
+        lease = self._lease_seconds
+        loops = {"claimer": self._claim_forever(),
+                 "leases": self._every(lease / 3, self.renew_once, "lease renewal"),
+                 "sweeper": self._every(lease / 2, self.sweep_once, "expired-run sweep")}
+        for name, loop in loops.items():
+            self._loops.append(asyncio.create_task(loop, name=f"runs-{name}"))
 
     # ---- claiming ----------------------------------------------------------------------
 
@@ -191,16 +194,6 @@ class RunScheduler:
             elif held[run_id]:
                 self.cancel_local(run_id, "stopped")
 
-    async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_seconds / 3)
-            try:
-                await self.renew_once()
-            except StorageUnavailable:
-                log.warning("could not renew run leases")
-            except Exception:
-                log.exception("lease renewal failed")
-
     async def sweep_once(self) -> int:
         async with self._db.read() as session:
             expired = await runqueue.expired(session)
@@ -209,15 +202,17 @@ class RunScheduler:
                 await self._on_expired(run)
         return len(expired)
 
-    async def _sweep_forever(self) -> None:
+    @staticmethod
+    async def _every(interval: float, step: Callable[[], Awaitable[object]], what: str) -> None:
+        """Run `step` every `interval` s forever; a failure is logged, never fatal."""
         while True:
-            await asyncio.sleep(self._lease_seconds / 2)
+            await asyncio.sleep(interval)
             try:
-                await self.sweep_once()
+                await step()
             except StorageUnavailable:
-                pass
+                log.warning("%s skipped: database unavailable", what)
             except Exception:
-                log.exception("expired-run sweep failed")
+                log.exception("%s failed", what)
 
     # ---- shutdown ----------------------------------------------------------------------
 
