@@ -137,3 +137,37 @@ async def eventually_ready_bus(node: Node, state: str, timeout: float = 20) -> N
         assert asyncio.get_running_loop().time() < deadline, f"bus never {state}"
         await asyncio.sleep(0.1)  # ok-sleep: polling another process's health
 
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_recent_history_is_served_from_the_redis_cache_while_postgres_is_down(
+    private_pg: PrivatePostgres, tmp_path: Path,
+) -> None:
+    from .redis_server import REDIS_URL, redis_available
+
+    if not redis_available():
+        missing_service(f"Redis is not reachable at {REDIS_URL}")
+    node = Node(tmp_path / "n", database_url=private_pg.url, redis_url=REDIS_URL,
+                redis_prefix=unique_prefix(), jwt_secret=uuid.uuid4().hex * 2,
+                builtin_delta_delay=0.0, db_timeout=1.0)
+    await node.start()
+    try:
+        async with RunwireClient.connect(node.ws_url, node.token()) as c:
+            ack, _ = await c.ask(QUESTION)
+        thread_id = ack["payload"]["thread_id"]
+        path = f"/api/threads/{thread_id}/messages"
+        async with node.api() as http:
+            fresh = await http.get(path)
+            assert fresh.status_code == 200 and "x-runwire-source" not in fresh.headers
+            private_pg.stop()
+            await eventually_ready(node, 503)
+            cached = await http.get(path)
+            assert cached.status_code == 200, cached.text
+            assert cached.headers["x-runwire-source"] == "cache"
+            assert cached.json()["items"] == fresh.json()["items"]
+            assert (await http.get("/api/threads")).status_code == 503  # not cached: honest
+        async with node.api("mallory") as other:
+            assert (await other.get(path)).status_code == 503  # the cache checks the owner
+    finally:
+        node.kill()

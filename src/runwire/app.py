@@ -42,6 +42,7 @@ from runwire.ratelimit import RateLimiter
 from runwire.runs.service import RunService
 from runwire.settings import Settings
 from runwire.store import eventlog
+from runwire.store.cache import HistoryCache, NoCache, RedisHistoryCache
 from runwire.store.db import Database
 from runwire.store.reader import ThreadReader
 from runwire.tracing import Tracing
@@ -74,6 +75,7 @@ class Services:
     db_ok: bool = True
     presence: RedisPresence | None = None
     tracing: Tracing | None = None
+    history_cache: HistoryCache = field(default_factory=NoCache)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -90,12 +92,14 @@ class Services:
         bus: Bus
         limit_storage: Storage | None = None
         presence: RedisPresence | None = None
+        history_cache: HistoryCache = NoCache()
         if settings.redis_url is not None:
             presence = RedisPresence(settings.redis_url, prefix=settings.redis_prefix)
             tracing.instrument_redis(presence.client)
             bus = RedisBus(settings.redis_url, node_id=settings.node_id,
                            prefix=settings.redis_prefix)
             tracing.instrument_redis(bus.client)
+            history_cache = RedisHistoryCache(bus.client, prefix=settings.redis_prefix)
             limit_storage = RedisStorage(f"async+{settings.redis_url}", implementation="redispy",
                                          key_prefix=f"{settings.redis_prefix}limits")
         else:
@@ -136,6 +140,7 @@ class Services:
             asyncio.create_task(gateway.refresh_presence(), name="presence"))
         services.presence = presence
         services.tracing = tracing
+        services.history_cache = history_cache
         return services
 
     def gauges(self) -> dict[str, float]:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from runwire.auth import Principal
-from runwire.errors import AuthError, NotFound, RateLimited
+from runwire.errors import AuthError, NotFound, RateLimited, StorageUnavailable
 from runwire.store import repo
 from runwire.store.models import Message, Run, Thread
 
@@ -195,27 +195,45 @@ async def delete_thread(request: Request, user: Writer, thread_id: str) -> Respo
     await services.runs.cancel_thread(user.user_id, thread_id, reason="deleted")
     async with services.db.write() as session:
         await repo.delete_thread(session, user.user_id, thread_id)
+    await services.history_cache.invalidate(thread_id)
     await services.runs.publish_control(user.user_id, "thread_deleted", {"thread_id": thread_id})
     return Response(status_code=204)
 
 
 @router.get("/threads/{thread_id}/messages", response_model=Page[MessageOut])
-async def list_messages(request: Request, user: User, thread_id: str, limit: Limit = 50,
-                        cursor: str | None = None) -> Page[MessageOut]:
-    """Newest page first; each page is oldest-first; `next_cursor` pages to older ones."""
+async def list_messages(request: Request, response: Response, user: User, thread_id: str,
+                        limit: Limit = 50, cursor: str | None = None) -> Page[MessageOut]:
+    """Newest page first; each page is oldest-first; `next_cursor` pages to older ones.
+
+    When the database is unavailable, the newest page is served from the history cache
+    (Redis) if it holds it, with ``X-Runwire-Source: cache``.
+    """
+    services = _services(request)
     before = None
     if cursor:
         raw = _decode_cursor(cursor)
         if not isinstance(raw, int):
             raise NotFound("invalid cursor")
         before = raw
-    async with _services(request).db.read() as session:
-        rows = await repo.list_messages(session, user.user_id, thread_id, limit=limit + 1,
-                                        before=before)
+    try:
+        async with services.db.read() as session:
+            rows = await repo.list_messages(session, user.user_id, thread_id, limit=limit + 1,
+                                            before=before)
+    except StorageUnavailable:
+        cached = await services.history_cache.get(thread_id) if before is None else None
+        if cached is None or cached[0] != user.user_id:
+            raise
+        response.headers["X-Runwire-Source"] = "cache"
+        items = [MessageOut.model_validate(m) for m in cached[1]][-limit:]
+        return Page[MessageOut](items=items, next_cursor=None)
     more = len(rows) > limit
     rows = rows[-limit:]
     nxt = _encode_cursor(rows[0].id) if more and rows else None
-    return Page[MessageOut](items=[MessageOut.of(m) for m in rows], next_cursor=nxt)
+    page = Page[MessageOut](items=[MessageOut.of(m) for m in rows], next_cursor=nxt)
+    if before is None:
+        await services.history_cache.put(thread_id, user.user_id,
+                                         [m.model_dump(mode="json") for m in page.items])
+    return page
 
 
 @router.get("/threads/{thread_id}/events", response_model=EventsPage)
