@@ -151,3 +151,26 @@ async def test_kill_9_of_the_executing_node_ends_its_runs_once_within_the_lease(
             log = (await http.get(f"/api/threads/{end['thread_id']}/events")).json()["items"]
             assert sum(1 for e in log if e.get("run_id") == run_id
                        and e["type"] in ("agent_completed", "agent_error")) == 1
+
+
+async def test_with_retry_lost_runs_a_dead_node_s_runs_are_retried_elsewhere(
+    cluster: Callable[..., Node],
+) -> None:
+    doomed = await cluster("doomed", builtin_delta_delay=1.0, retry_lost_runs="true").start()
+    survivor = await cluster("survivor", retry_lost_runs="true").start()
+    async with RunwireClient.connect(survivor.ws_url, survivor.token()) as watcher:
+        await asyncio.sleep(0.1)  # ok-sleep: Redis SUBSCRIBE of the watcher acknowledged
+        async with RunwireClient.connect(doomed.ws_url, doomed.token()) as c:
+            await c.send_message("what is 6*7?")
+            started = (await c.until(lambda f: f["type"] == "agent_started", timeout=20))[-1]
+        doomed.signal(signal.SIGKILL)
+        doomed.wait()
+        frames = await watcher.until(lambda f: f["type"] in ("agent_completed", "agent_error")
+                                     and f.get("run_id") == started["run_id"], timeout=30)
+    end = frames[-1]
+    assert end["type"] == "agent_completed" and "42" in end["payload"]["result"]
+    assert any(f["type"] == "agent_progress" and f.get("run_id") == started["run_id"]
+               for f in frames)
+    async with survivor.api() as http:
+        run = (await http.get(f"/api/runs/{started['run_id']}")).json()
+    assert run["status"] == "completed" and run["node_id"] == "survivor" and run["attempt"] == 2
