@@ -66,15 +66,7 @@ class RunExecutor:
         node = self._settings.node_id
         if ticket.received_at:
             self._metrics.queue_wait.labels(node).observe(started - ticket.received_at)
-        try:
-            await self._announce(ticket)
-        except AlreadyEnded:
-            return
-        except (StorageUnavailable, NotFound) as exc:
-            log.warning("run could not start: %s", exc)
-            await self.end(ticket, "failed", AgentFailure(
-                "storage_unavailable", "could not start the run", retryable=True), started=None)
-            return
+        self._fence(ticket)
         if ticket.received_at:
             self._metrics.start_latency.labels(node).observe(
                 time.monotonic() - ticket.received_at)
@@ -120,8 +112,9 @@ class RunExecutor:
         await self.end(ticket, status, failure, started=started, outcome=outcome,
                        assistant_id=assistant_id)
 
-    async def _announce(self, ticket: RunTicket) -> None:
-        """`agent_started`, fenced: only while this node holds the run."""
+    def _fence(self, ticket: RunTicket) -> None:
+        """From now on every event of the run commits only while this node holds it
+        (`agent_started` was committed with the claim)."""
         node = self._settings.node_id
 
         async def owner(session: AsyncSession) -> None:
@@ -129,12 +122,6 @@ class RunExecutor:
                 raise LeaseLost(ticket.run_id)
 
         ticket.emitter.fence = owner
-        try:
-            await ticket.emitter.commit([NewEvent("agent_started", {
-                "agent_name": ticket.agent, "message_id": ticket.message_id,
-                "run_id": ticket.run_id}, ticket.run_id)])
-        except LeaseLost:
-            raise AlreadyEnded from None
 
     async def _scope(self, ticket: RunTicket, assistant_id: MessageId) -> RunScope:
         run = ticket.run

@@ -19,10 +19,13 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 
 from runwire import logs
+from runwire.bus.base import Bus
 from runwire.errors import StorageUnavailable
-from runwire.runs.emitter import RunEmitter
-from runwire.store import runqueue
+from runwire.protocol.envelope import Envelope
+from runwire.runs.emitter import RunEmitter, publish_all
+from runwire.store import eventlog, runqueue
 from runwire.store.db import Database
+from runwire.store.eventlog import NewEvent
 from runwire.store.models import Run
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class RunScheduler:
         self,
         *,
         db: Database,
+        bus: Bus,
         node_id: str,
         capacity: int,
         ticket_for: Callable[[Run], RunTicket],
@@ -73,6 +77,7 @@ class RunScheduler:
         poll_interval: float = 0.5,
     ) -> None:
         self._db = db
+        self._bus = bus
         self._node = node_id
         self.capacity = capacity
         self._ticket_for = ticket_for
@@ -124,10 +129,18 @@ class RunScheduler:
             async with self._db.write() as session:
                 runs = await runqueue.claim(session, node_id=self._node, limit=free,
                                             lease=self._lease, skip_locked=not self._db.is_sqlite)
+                # `agent_started` commits with the claim: one transaction, not two.
+                started: list[Envelope] = []
+                for run in runs:
+                    started += await eventlog.append(session, run.user_id, run.thread_id, [
+                        NewEvent("agent_started", {"agent_name": run.agent,
+                                                   "message_id": run.message_id,
+                                                   "run_id": run.id}, run.id)])
         except IntegrityError:  # another node won a thread: try again at once
             self.wake()
             return 0
         self.claimer_ok = True
+        await publish_all(self._bus, started)
         for run in runs:
             self._start(run)
         return len(runs)

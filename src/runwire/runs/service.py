@@ -71,7 +71,7 @@ class RunService:
         self.executor = RunExecutor(settings=settings, db=db, runtime=runtime, metrics=metrics,
                                     search=self.search, tracing=tracing)
         self.scheduler = RunScheduler(
-            db=db, node_id=settings.node_id, capacity=settings.max_concurrent_agents,
+            db=db, bus=bus, node_id=settings.node_id, capacity=settings.max_concurrent_agents,
             ticket_for=self._ticket, execute=self.executor.execute,
             on_expired=self.end_expired, on_tick=self._report_positions,
             lease=settings.run_lease_seconds,
