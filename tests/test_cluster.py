@@ -174,3 +174,16 @@ async def test_with_retry_lost_runs_a_dead_node_s_runs_are_retried_elsewhere(
     async with survivor.api() as http:
         run = (await http.get(f"/api/runs/{started['run_id']}")).json()
     assert run["status"] == "completed" and run["node_id"] == "survivor" and run["attempt"] == 2
+
+
+async def test_rate_limits_are_shared_across_nodes(cluster: Callable[..., Node]) -> None:
+    one = await cluster("n1", rate_limit_messages="2/minute").start()
+    two = await cluster("n2", rate_limit_messages="2/minute").start()
+    async with RunwireClient.connect(one.ws_url, one.token()) as a, \
+            RunwireClient.connect(two.ws_url, two.token()) as b:
+        ack_a, _ = await a.ask(QUESTION)
+        ack_b, _ = await b.ask(QUESTION)
+        assert ack_a["type"] == ack_b["type"] == "message_ack"
+        await a.send("user_message", {"content": QUESTION}, request_id="third")
+        err = (await a.until(lambda f: f["type"] == "error"))[-1]
+        assert err["payload"]["code"] == "rate_limited"

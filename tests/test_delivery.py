@@ -258,6 +258,11 @@ async def test_slow_consumer_is_closed_with_4009_others_unaffected_and_it_resume
         while True:
             await asyncio.wait_for(slow.recv(), 10)
     assert slow.close_code == 4009
+    from .test_metrics import sample, scrape
+
+    text = await scrape(server)
+    assert sample(text, "runwire_slow_consumer_closes_total") == 1
+    assert sample(text, "runwire_disconnects_total", code="4009") == 1
     # it resumes every thread and gets everything that was stored
     async with client(server) as again:
         got: list[dict[str, Any]] = []

@@ -118,6 +118,9 @@ async def test_stop_agent_mid_stream_cancels_and_keeps_the_partial_answer(
     assert run["status"] == "cancelled"
     assert msgs[-1]["role"] == "assistant" and msgs[-1]["content"].startswith(
         delta["payload"]["delta"])
+    from .test_metrics import sample, scrape
+
+    assert sample(await scrape(server), "runwire_runs_total", status="cancelled") == 1
 
 
 async def test_stop_by_thread_cancels_the_active_and_the_queued_run(server_factory: Any) -> None:
@@ -147,3 +150,7 @@ async def test_a_run_over_the_execution_timeout_ends_timed_out(server_factory: A
     async with api(server) as http:
         run = (await http.get(f"/api/runs/{ack['payload']['run_id']}")).json()
     assert run["status"] == "timed_out"
+    from .test_metrics import sample, scrape
+
+    assert sample(await scrape(server), "runwire_runs_total", status="timed_out",
+                  code="timeout") == 1
