@@ -98,16 +98,17 @@ class RunService:
         agent = msg.agent or "supervisor"
         if not self._runtime.has_agent(agent):
             raise NotFound(f"agent {agent!r} not found")
-        if msg.message_id is not None:
-            dup = await self._duplicate(user_id, msg.message_id)
-            if dup is not None:
-                return dup
         strategy: MultitaskStrategy = msg.multitask_strategy or self._settings.multitask_strategy
         message_id = msg.message_id or new_id()
         created_thread: tuple[str, str] | None = None
         busy_ids: list[str] = []
         try:
             async with self._db.write() as session:
+                if msg.message_id is not None:  # a resend: same answer, nothing written
+                    found = await repo.find_message(session, user_id, msg.message_id)
+                    if found is not None and found.run_id is not None:
+                        raise _Duplicate(Ack(found.message_id, found.thread_id, found.run_id,
+                                             duplicate=True))
                 if msg.thread_id is not None:
                     thread = await repo.get_thread(session, user_id, msg.thread_id)
                     busy_ids = [r.id for r in await repo.active_runs(session, thread.id)]
@@ -131,6 +132,8 @@ class RunService:
                     NewEvent("message_created", {"message_id": message_id, "role": "user",
                                                  "content": msg.content}),
                 ])
+        except _Duplicate as resent:
+            return resent.ack
         except IntegrityError:
             # The same message_id raced in on another connection: report that one.
             dup = await self._duplicate(user_id, message_id)
@@ -325,6 +328,14 @@ class RunService:
 
     async def drain(self, grace: float) -> None:
         await self.scheduler.drain(grace)
+
+
+class _Duplicate(Exception):
+    """The message was stored before: answer with its original thread and run."""
+
+    def __init__(self, ack: Ack) -> None:
+        super().__init__(ack.message_id)
+        self.ack = ack
 
 
 class _NotQueued(Exception):
