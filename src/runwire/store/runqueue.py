@@ -9,15 +9,49 @@ gets exactly one terminal event.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from runwire.protocol.envelope import utc_now
 from runwire.store.models import Run
+
+
+@functools.cache
+def _claim_statement(skip_locked: bool) -> Any:
+    """The claim UPDATE, built once per flavour (building SQLAlchemy expressions is costly
+    on a hot path); values come in as bind parameters."""
+    running = aliased(Run)
+    earlier = aliased(Run)
+    candidates = (
+        select(Run.id)
+        .where(Run.status == "queued")
+        .where(~exists().where(running.thread_id == Run.thread_id, running.status == "running"))
+        .where(~exists().where(
+            earlier.thread_id == Run.thread_id, earlier.status == "queued",
+            (earlier.created_at < Run.created_at)
+            | ((earlier.created_at == Run.created_at) & (earlier.id < Run.id))))
+        .order_by(Run.created_at, Run.id)
+        .limit(bindparam("limit"))
+    )
+    if skip_locked:
+        candidates = candidates.with_for_update(skip_locked=True, of=Run)
+    # A CTE is evaluated once: `IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` may be
+    # re-evaluated by PostgreSQL's planner and claim more than n rows.
+    claimable = candidates.cte("claimable")
+    return (
+        update(Run)
+        .where(Run.id == claimable.c.id, Run.status == "queued")
+        .values(status="running", node_id=bindparam("node"), lease_until=bindparam("lease_until"),
+                started_at=bindparam("now"), attempt=Run.attempt + 1)
+        .returning(Run)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def claim(
@@ -31,32 +65,10 @@ async def claim(
     """
     if limit <= 0:
         return []
-    running = aliased(Run)
-    earlier = aliased(Run)
     now = utc_now()
-    candidates = (
-        select(Run.id)
-        .where(Run.status == "queued")
-        .where(~exists().where(running.thread_id == Run.thread_id, running.status == "running"))
-        .where(~exists().where(
-            earlier.thread_id == Run.thread_id, earlier.status == "queued",
-            (earlier.created_at < Run.created_at)
-            | ((earlier.created_at == Run.created_at) & (earlier.id < Run.id))))
-        .order_by(Run.created_at, Run.id)
-        .limit(limit)
-    )
-    if skip_locked:
-        candidates = candidates.with_for_update(skip_locked=True, of=Run)
-    # A CTE is evaluated once: `IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` may be
-    # re-evaluated by PostgreSQL's planner and claim more than n rows.
-    claimable = candidates.cte("claimable")
     result = await session.execute(
-        update(Run)
-        .where(Run.id == claimable.c.id, Run.status == "queued")
-        .values(status="running", node_id=node_id, lease_until=now + lease, started_at=now,
-                attempt=Run.attempt + 1)
-        .returning(Run)
-        .execution_options(synchronize_session=False)
+        _claim_statement(skip_locked),
+        {"limit": limit, "node": node_id, "lease_until": now + lease, "now": now},
     )
     return sorted(result.scalars().all(), key=lambda r: (r.created_at, r.id))
 
