@@ -8,12 +8,13 @@ a seq is never skipped or reused. Only committed events are ever published or se
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +40,15 @@ class LogBounds:
     last: int  # the thread's last allocated seq (0: no event yet)
 
 
+@functools.cache
+def _allocate_statement() -> Any:
+    """Seq allocation, built once (it runs for every event commit)."""
+    return (update(Thread)
+            .where(Thread.id == bindparam("thread"))
+            .values(last_seq=Thread.last_seq + bindparam("n"), updated_at=bindparam("now"))
+            .returning(Thread.last_seq))
+
+
 async def append(
     session: AsyncSession, user_id: str, thread_id: str, events: Sequence[NewEvent]
 ) -> list[Envelope]:
@@ -50,12 +60,8 @@ async def append(
     if not events:
         return []
     now = utc_now()
-    result = await session.execute(
-        update(Thread)
-        .where(Thread.id == thread_id)
-        .values(last_seq=Thread.last_seq + len(events), updated_at=now)
-        .returning(Thread.last_seq)
-    )
+    result = await session.execute(_allocate_statement(),
+                                   {"thread": thread_id, "n": len(events), "now": now})
     try:
         last = int(result.scalar_one())
     except NoResultFound:
