@@ -14,7 +14,8 @@ How it decides (:func:`decide`), on the newest request of the conversation:
 4. an arithmetic expression (digits with + - * / // % ** ^ x ×, or plus/minus/times/
    divided by) → ``calculator(expression)``;
 5. a place alone ("and in Paris?") right after a time question in the history → time;
-6. otherwise a short fixed answer saying what this demo model can do.
+6. ``/tool <name> <json args>`` → that tool (checked first: any registered tool, offline);
+7. otherwise a short fixed answer saying what this demo model can do.
 
 Each step but (1) starts with a thinking part saying what it will do. Streaming: the
 thought in three bursts, the answer in token-sized deltas (:func:`chunks`), each item
@@ -114,6 +115,8 @@ _WORD_OPS: Final = (
 _ARITH_RUN: Final = re.compile(r"[\d.\s()+\-*/%]+")
 _HAS_OPERATION: Final = re.compile(r"[\d.)]\s*(?:\*\*|//|[+\-*/%])\s*[(\-+]*\s*[\d.(]")
 _CHUNK: Final = re.compile(r"\S+\s*|\s+")
+_EXPLICIT_TOOL: Final = re.compile(r"^\s*/tool\s+([A-Za-z_][\w.\-]*)\s*(.*?)\s*$", re.S)
+SHOWN_RESULT: Final = 300  # characters of an unknown tool's result quoted in the answer
 
 HELP_TEXT: Final = (
     "I'm runwire's **offline demo model** (`builtin`): I don't call a real LLM, but I do "
@@ -146,6 +149,9 @@ def decide(messages: Sequence[ModelMessage], tool_names: frozenset[str]) -> Step
 
 
 def _intent(text: str) -> Step | None:
+    explicit = _explicit_tool(text)
+    if explicit is not None:
+        return explicit
     if _SEARCH_VERB.search(text) and _SEARCH_WHERE.search(text):
         query = _search_query(text)
         if query is None:
@@ -164,6 +170,22 @@ def _intent(text: str) -> Step | None:
                         "calculator tool instead of guessing.", "calculator",
                         {"expression": expression})
     return None
+
+
+def _explicit_tool(text: str) -> Step | None:
+    """`/tool <name> <json args>`: call any registered tool (try your own tools offline)."""
+    match = _EXPLICIT_TOOL.match(text)
+    if match is None:
+        return None
+    name, raw = match.group(1), match.group(2) or "{}"
+    try:
+        args = json.loads(raw)
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        return AnswerStep(f"The arguments of `/tool {name}` must be a JSON object, like "
+                          '`/tool calculator {"expression": "1+1"}`.')
+    return ToolStep(f"The user asks me to call {name} directly.", name, args)
 
 
 def _follow_up(text: str, earlier_prompts: Sequence[str]) -> Step | None:
@@ -287,7 +309,11 @@ def _explain(result: _Result) -> str:
         case name:
             if error is not None:
                 return f"`{name}` failed: {error}."
-            return f"`{name}` returned: {json.dumps(value, default=str)}"
+            shown = json.dumps(value, default=str, ensure_ascii=False)
+            if len(shown) > SHOWN_RESULT:
+                return (f"`{name}` returned {len(shown):,} characters of JSON, starting: "
+                        f"`{shown[:SHOWN_RESULT]}…`")
+            return f"`{name}` returned: `{shown}`"
 
 
 def chunks(text: str, *, max_len: int = TOKEN_CHARS) -> list[str]:

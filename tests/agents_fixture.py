@@ -1,0 +1,22 @@
+"""A user agents module for tests (`RUNWIRE_AGENTS=tests.agents_fixture:register`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from runwire.agents.registry import AgentRegistry, ToolSpec
+
+
+async def big_output(size: int) -> dict[str, object]:
+    """Returns a deterministic text of `size` characters (multi-byte ones included)."""
+    pattern = "runwire é€ 😀 "
+    text = (pattern * (size // len(pattern) + 1))[:size]
+    return {"size": size, "text": text}
+
+
+def register(registry: AgentRegistry) -> None:
+    registry.add_tool(ToolSpec(name="big_output", function=big_output,
+                               description="Return a large deterministic text."))
+    supervisor = registry.get_agent("supervisor")
+    registry.add_agent(replace(supervisor, tools=(*supervisor.tools, "big_output")),
+                       replace=True)
