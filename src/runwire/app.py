@@ -198,6 +198,7 @@ class Services:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.runtime.aclose()
         await self.bus.aclose()
         if self.presence is not None:
             await self.presence.aclose()

@@ -15,6 +15,7 @@ It never emits ``agent_started``, ``agent_response``, ``agent_completed`` or
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterable, Sequence
 from typing import Final, TypedDict, assert_never
@@ -90,6 +91,9 @@ class AgentRuntime:
         self._tool_timeout = tool_timeout
         # Caches filled on first use (only ever from the event loop's thread).
         self._models: dict[str, Model] = {}
+        # Provider models own HTTP clients: entered once here, closed by aclose().
+        self._open_models = contextlib.AsyncExitStack()
+        self._entered: set[str] = set()
         self._toolsets: dict[AgentSpec, FunctionToolset[RunScope]] = {}
 
     def model_info(self) -> ModelInfo:
@@ -116,7 +120,7 @@ class AgentRuntime:
         except KeyError:
             raise AgentFailure("internal", f"agent {scope.agent_name!r} is not registered",
                                retryable=False) from None
-        model = self._resolve(spec.model or self._model)
+        model = await self._open(spec.model or self._model)
         dispatcher = ToolDispatcher(registry=self._registry, scope=scope, agent_name=spec.name,
                                     default_timeout=self._tool_timeout)
         relay = StreamRelay(scope, spec.name)
@@ -136,6 +140,20 @@ class AgentRuntime:
             "requests": usage.requests,
             "tool_calls": dispatcher.calls,
         })
+
+    async def _open(self, model: str | Model) -> Model:
+        """The resolved model, its provider's HTTP client held open until aclose()."""
+        resolved = self._resolve(model)
+        if isinstance(model, str) and model not in self._entered:
+            self._entered.add(model)
+            await self._open_models.enter_async_context(resolved)
+        return resolved
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients of the provider models this runtime created."""
+        await self._open_models.aclose()
+        self._models.clear()
+        self._entered.clear()
 
     def _resolve(self, model: str | Model) -> Model:
         if isinstance(model, Model):
