@@ -30,12 +30,12 @@ migrate: install
 
 ## Every check: lint, types, the whole test suite (real server, real browser).
 test: install tools
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests examples
 	$(VENV)/bin/mypy --strict src
 	$(VENV)/bin/pytest
 
 lint: install
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests examples
 
 typecheck: install
 	$(VENV)/bin/mypy --strict src

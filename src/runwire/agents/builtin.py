@@ -15,7 +15,9 @@ How it decides (:func:`decide`), on the newest request of the conversation:
    divided by) → ``calculator(expression)``;
 5. a place alone ("and in Paris?") right after a time question in the history → time;
 6. ``/tool <name> <json args>`` → that tool (checked first: any registered tool, offline);
-7. otherwise a short fixed answer saying what this demo model can do.
+7. ``ask <agent>: <request>`` or ``@<agent> <request>`` → delegate to that sub-agent;
+8. an agent whose only tool takes one text argument passes the request to it;
+9. otherwise a short fixed answer saying what this demo model can do.
 
 Each step but (1) starts with a thinking part saying what it will do. Streaming: the
 thought in three bursts, the answer in token-sized deltas (:func:`chunks`), each item
@@ -52,6 +54,7 @@ from pydantic_ai.models.function import (
     DeltaToolCalls,
     FunctionModel,
 )
+from pydantic_ai.tools import ToolDefinition
 
 from runwire.agents.tools import CITY_TIMEZONES
 
@@ -115,6 +118,9 @@ _WORD_OPS: Final = (
 _ARITH_RUN: Final = re.compile(r"[\d.\s()+\-*/%]+")
 _HAS_OPERATION: Final = re.compile(r"[\d.)]\s*(?:\*\*|//|[+\-*/%])\s*[(\-+]*\s*[\d.(]")
 _CHUNK: Final = re.compile(r"\S+\s*|\s+")
+_ASK: Final = re.compile(r"^\s*(?:ask\s+([A-Za-z_][\w\-]*)\s*[:,]|@([A-Za-z_][\w\-]*))\s*(.*)$",
+                         re.I | re.S)
+_BUILTIN_TOOLS: Final = frozenset({"calculator", "current_time", "search_threads"})
 _EXPLICIT_TOOL: Final = re.compile(r"^\s*/tool\s+([A-Za-z_][\w.\-]*)\s*(.*?)\s*$", re.S)
 SHOWN_RESULT: Final = 300  # characters of an unknown tool's result quoted in the answer
 
@@ -130,14 +136,16 @@ HELP_TEXT: Final = (
 
 # ---- deciding ---------------------------------------------------------------------------
 
-def decide(messages: Sequence[ModelMessage], tool_names: frozenset[str]) -> Step:
+def decide(messages: Sequence[ModelMessage], tool_names: frozenset[str],
+           tools: Sequence[ToolDefinition] = ()) -> Step:
     """The next step for the conversation `messages` (oldest first, newest a request)."""
     results = _tool_results(messages)
     if results:
         return AnswerStep("\n\n".join(_explain(result) for result in results))
     prompts = _user_prompts(messages)
     text = prompts[-1] if prompts else ""
-    step = _intent(text) or _follow_up(text, prompts[:-1])
+    step = (_delegation(text, tool_names) or _intent(text) or _follow_up(text, prompts[:-1])
+            or _only_tool(text, tools))
     if isinstance(step, ToolStep) and step.tool_name not in tool_names:
         return AnswerStep(
             f"This agent has no `{step.tool_name}` tool, so I can't do that here.\n\n{HELP_TEXT}",
@@ -170,6 +178,37 @@ def _intent(text: str) -> Step | None:
                         "calculator tool instead of guessing.", "calculator",
                         {"expression": expression})
     return None
+
+
+def _delegation(text: str, tool_names: frozenset[str]) -> Step | None:
+    """`ask <agent>: <request>` or `@<agent> <request>`, for a delegate of this agent."""
+    match = _ASK.match(text)
+    if match is None:
+        return None
+    agent, request = match.group(1) or match.group(2), match.group(3).strip()
+    if agent not in tool_names:
+        return None
+    return ToolStep(f"The user wants the {agent} agent: I'll delegate to it.", agent,
+                    {"request": request or text})
+
+
+def _only_tool(text: str, tools: Sequence[ToolDefinition]) -> Step | None:
+    """An agent with a single tool of a single text argument (a typical sub-agent) passes
+    the request to it."""
+    own = [t for t in tools if t.name not in _BUILTIN_TOOLS]
+    if len(own) != 1 or not text.strip():
+        return None
+    schema = own[0].parameters_json_schema
+    params = schema.get("properties", {})
+    if len(params) != 1:
+        return None
+    (param, info), = params.items()
+    if info.get("type") != "string":
+        return None
+    value = _PLACE_AFTER_IN.search(text)
+    arg = value.group(1) if value else text.strip().rstrip("?.!")
+    return ToolStep(f"I have one tool, {own[0].name}: I'll ask it about {arg!r}.", own[0].name,
+                    {param: arg})
 
 
 def _explicit_tool(text: str) -> Step | None:
@@ -309,6 +348,8 @@ def _explain(result: _Result) -> str:
         case name:
             if error is not None:
                 return f"`{name}` failed: {error}."
+            if isinstance(value, str):  # a sub-agent's answer
+                return f"**{name}** says: {value}"
             shown = json.dumps(value, default=str, ensure_ascii=False)
             if len(shown) > SHOWN_RESULT:
                 return (f"`{name}` returned {len(shown):,} characters of JSON, starting: "
@@ -354,7 +395,7 @@ def builtin_model(*, delta_delay: float = 0.0) -> FunctionModel:
     async def stream(messages: list[ModelMessage], info: AgentInfo
                      ) -> AsyncIterator[str | DeltaToolCalls | DeltaThinkingCalls]:
         # Every streamed item is preceded by one delay, like a model producing tokens.
-        step = decide(messages, tool_names(info))
+        step = decide(messages, tool_names(info), info.function_tools)
         if step.thought is not None:
             for piece in thought_chunks(step.thought):
                 await pace()
@@ -372,7 +413,7 @@ def builtin_model(*, delta_delay: float = 0.0) -> FunctionModel:
             yield delta
 
     async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        step = decide(messages, tool_names(info))
+        step = decide(messages, tool_names(info), info.function_tools)
         parts: list[ModelResponsePart] = []
         if step.thought is not None:
             parts.append(ThinkingPart(content=step.thought))

@@ -87,6 +87,8 @@ class AgentSpec:
         instructions: the system instructions given to the model.
         tools: names of registered tools the agent may call.
         model: a model name overriding the runtime's (``RUNWIRE_MODEL``) for this agent.
+        delegates: names of registered agents it may delegate to; each is offered to it
+            as a tool of the same name taking one argument, ``request``.
     """
 
     name: str
@@ -94,6 +96,7 @@ class AgentSpec:
     instructions: str
     tools: tuple[str, ...] = ()
     model: str | None = None
+    delegates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name("agent", self.name)
@@ -134,6 +137,15 @@ class AgentRegistry:
         unknown = [name for name in spec.tools if name not in self._tools]
         if unknown:
             raise ConfigError(f"agent {spec.name!r} names unknown tools: {', '.join(unknown)}")
+        strangers = [name for name in spec.delegates
+                     if name not in self._agents or name == spec.name]
+        if strangers:
+            raise ConfigError(f"agent {spec.name!r} delegates to unknown agents (or itself): "
+                              f"{', '.join(strangers)}")
+        clash = [name for name in spec.delegates if name in self._tools]
+        if clash:
+            raise ConfigError(f"agent {spec.name!r}: delegate names clash with tools: "
+                              f"{', '.join(clash)}")
         self._agents[spec.name] = spec
         return spec
 
@@ -194,7 +206,7 @@ def default_registry() -> AgentRegistry:
         registry.add_tool(spec)
     registry.add_agent(AgentSpec(
         name=SUPERVISOR,
-        description="Answers the user; calls tools and (later) delegates to sub-agents.",
+        description="Answers the user; calls tools and delegates to sub-agents.",
         instructions=SUPERVISOR_INSTRUCTIONS,
         tools=tuple(spec.name for spec in registry.tools()),
     ))

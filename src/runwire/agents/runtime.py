@@ -22,6 +22,7 @@ from typing import Final, TypedDict, assert_never
 
 import httpx
 from pydantic_ai import Agent, RunContext
+from pydantic_ai.agent import AgentRunResult
 from pydantic_ai.exceptions import (
     AgentRunError,
     ModelAPIError,
@@ -49,8 +50,10 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models import Model, infer_model
 from pydantic_ai.toolsets import FunctionToolset
+from pydantic_ai.usage import RunUsage
 
 from runwire.agents.builtin import BUILTIN_MODEL_NAME, builtin_model
+from runwire.agents.delegation import register_delegation_tools, sub_scope
 from runwire.agents.dispatcher import ToolDispatcher
 from runwire.agents.registry import AgentRegistry, AgentSpec
 from runwire.agents.scope import AgentOutcome, HistoryMessage, RunScope
@@ -95,6 +98,7 @@ class AgentRuntime:
         self._open_models = contextlib.AsyncExitStack()
         self._entered: set[str] = set()
         self._toolsets: dict[AgentSpec, FunctionToolset[RunScope]] = {}
+        register_delegation_tools(registry, self._run_sub_agent)
 
     def model_info(self) -> ModelInfo:
         """The default model's name and whether it is the offline demo model (for the UI)."""
@@ -120,17 +124,7 @@ class AgentRuntime:
         except KeyError:
             raise AgentFailure("internal", f"agent {scope.agent_name!r} is not registered",
                                retryable=False) from None
-        model = await self._open(spec.model or self._model)
-        dispatcher = ToolDispatcher(registry=self._registry, scope=scope, agent_name=spec.name,
-                                    default_timeout=self._tool_timeout)
-        relay = StreamRelay(scope, spec.name)
-        agent = self._agent(spec, model, dispatcher)
-        try:
-            result = await agent.run(
-                scope.user_message, message_history=model_history(scope.history), deps=scope,
-                event_stream_handler=relay.handle)
-        except (AgentRunError, UserError, httpx.HTTPError, ConnectionError) as exc:
-            raise model_failure(exc) from exc
+        relay, result, dispatcher = await self._run(spec, scope, history=scope.history)
         if not relay.text and result.output:
             await relay.text_delta(str(result.output))  # a model that did not stream its text
         usage = result.usage
@@ -140,6 +134,35 @@ class AgentRuntime:
             "requests": usage.requests,
             "tool_calls": dispatcher.calls,
         })
+
+    async def _run(self, spec: AgentSpec, scope: RunScope, *,
+                   history: Sequence[HistoryMessage] = (), usage: RunUsage | None = None,
+                   ) -> tuple[StreamRelay, AgentRunResult[str], ToolDispatcher]:
+        """One agent's turn on `scope.user_message`, streaming into the run's sink."""
+        model = await self._open(spec.model or self._model)
+        dispatcher = ToolDispatcher(registry=self._registry, scope=scope, agent_name=spec.name,
+                                    default_timeout=self._tool_timeout)
+        relay = StreamRelay(scope, spec.name)
+        agent = self._agent(spec, model, dispatcher)
+        try:
+            result = await agent.run(
+                scope.user_message, message_history=model_history(history), deps=scope,
+                event_stream_handler=relay.handle, usage=usage)
+        except (AgentRunError, UserError, httpx.HTTPError, ConnectionError) as exc:
+            raise model_failure(exc) from exc
+        return relay, result, dispatcher
+
+    async def _run_sub_agent(self, spec: AgentSpec, parent: RunScope, request: str,
+                             usage: RunUsage) -> str:
+        """A delegated sub-agent's turn (see :mod:`runwire.agents.delegation`)."""
+        scope = sub_scope(parent, spec.name, request)
+        relay, result, _ = await self._run(spec, scope, usage=usage)
+        if not relay.text and result.output:
+            await relay.text_delta(str(result.output))
+        await scope.events.emit("agent_response", {
+            "agent_name": spec.name, "message_id": scope.assistant_message_id,
+            "content": relay.text})
+        return relay.text
 
     async def _open(self, model: str | Model) -> Model:
         """The resolved model, its provider's HTTP client held open until aclose()."""
@@ -179,7 +202,9 @@ class AgentRuntime:
                dispatcher: ToolDispatcher) -> Agent[RunScope, str]:
         tools = self._toolsets.get(spec)
         if tools is None:
-            tools = self._toolsets[spec] = function_toolset(self._registry.tools_for(spec.name))
+            specs = (*self._registry.tools_for(spec.name),
+                     *(self._registry.get_tool(name) for name in spec.delegates))
+            tools = self._toolsets[spec] = function_toolset(specs)
         toolset = dispatching_toolset(tools, dispatcher)
         return Agent(model, deps_type=RunScope, output_type=str, name=spec.name,
                      instructions=spec.instructions, toolsets=[toolset])

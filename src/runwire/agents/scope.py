@@ -82,6 +82,7 @@ class RunScope:
     history: Sequence[HistoryMessage] = ()
     context: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    depth: int = 0  # 0 for the run's supervisor, +1 per delegation to a sub-agent
 
 
 @dataclass(frozen=True, slots=True)
