@@ -14,9 +14,21 @@ async def big_output(size: int) -> dict[str, object]:
     return {"size": size, "text": text}
 
 
+async def flaky(note: str = "") -> str:
+    """Always fails (for the circuit breaker)."""
+    raise RuntimeError("the backend behind this tool is down")
+
+
+async def limited(note: str = "") -> str:
+    return f"ok {note}".strip()
+
+
 def register(registry: AgentRegistry) -> None:
     registry.add_tool(ToolSpec(name="big_output", function=big_output,
                                description="Return a large deterministic text."))
+    registry.add_tool(ToolSpec(name="flaky", function=flaky, description="Always fails."))
+    registry.add_tool(ToolSpec(name="limited", function=limited, rate_limit="2/minute",
+                               description="Allowed twice a minute per user."))
     supervisor = registry.get_agent("supervisor")
-    registry.add_agent(replace(supervisor, tools=(*supervisor.tools, "big_output")),
-                       replace=True)
+    registry.add_agent(replace(supervisor, tools=(*supervisor.tools, "big_output", "flaky",
+                                                  "limited")), replace=True)

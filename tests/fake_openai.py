@@ -6,6 +6,7 @@ Scripted by the last user message:
     "slow"                → streams a word every 0.1 s for a long time (stop/timeouts)
     "stall"               → sends one chunk, then nothing
     "fail <status>"       → answers HTTP <status> (500, 429, 400)
+    "fail once"           → HTTP 503 the first time, then a normal answer
     anything else         → streams "Hello from the fake model." in small deltas
 It records every request and when a streaming client went away.
 """
@@ -68,7 +69,12 @@ class FakeOpenAI:
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         text = str(content or "")
         tool_results = [m for m in messages if m.get("role") == "tool"]
-        if text.startswith("fail "):
+        if text == "fail once":
+            self.failed_once = getattr(self, "failed_once", 0) + 1
+            if self.failed_once == 1:
+                return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}},
+                                    status_code=503)
+        elif text.startswith("fail "):
             status = int(text.split()[1])
             return JSONResponse({"error": {"message": f"fake failure {status}",
                                            "type": "server_error", "code": str(status)}},

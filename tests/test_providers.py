@@ -97,3 +97,27 @@ async def test_http_errors_become_model_error_with_the_right_retryable(
     assert end["type"] == "agent_error"
     assert end["payload"]["code"] == "model_error"
     assert end["payload"]["retryable"] is retryable
+
+
+async def test_a_provider_error_before_anything_streamed_is_retried(
+    provider_server: ServerHandle, fake_openai: FakeOpenAIServer,
+) -> None:
+    async with client(provider_server) as c:
+        _, frames = await c.ask("fail once", timeout=60)
+    assert frames[-1]["type"] == "agent_completed"
+    assert frames[-1]["payload"]["result"] == "Hello from the fake model."
+    assert sum(1 for r in fake_openai.fake.requests
+               if r["messages"][-1].get("content") == "fail once") >= 2
+
+
+async def test_an_open_provider_breaker_fails_runs_fast_and_retryable(
+    provider_server: ServerHandle,
+) -> None:
+    async with client(provider_server) as c:
+        for _ in range(2):  # 3 attempts each: the breaker opens after 5 failures
+            _, frames = await c.ask("fail 500", timeout=60)
+            assert frames[-1]["payload"]["code"] == "model_error"
+        _, frames = await c.ask("hello", timeout=10)
+    end = frames[-1]
+    assert end["type"] == "agent_error" and end["payload"]["code"] == "model_error"
+    assert end["payload"]["retryable"] is True and "failing" in end["payload"]["message"]

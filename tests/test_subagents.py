@@ -66,3 +66,32 @@ async def test_a_tool_needing_a_scope_the_token_lacks_is_denied_and_reported(
     ok = next(f for f in allowed if f["type"] == "tool_completed"
               and f["payload"]["tool_name"] == "get_weather")
     assert ok["payload"].get("error") is None and ok["payload"]["result"]["sky"] == "light rain"
+
+
+async def tool_result(server: ServerHandle, command: str) -> dict[str, Any]:
+    events = await ask(server, command)
+    done = next(f for f in events if f["type"] == "tool_completed")
+    assert events[-1]["type"] == "agent_completed"  # a failing tool never fails the run
+    return dict(done["payload"])
+
+
+async def test_a_tool_declaring_a_rate_limit_refuses_the_extra_call(server_factory: Any) -> None:
+    server = server_factory(agents="tests.agents_fixture:register")
+    for _ in range(2):
+        assert (await tool_result(server, "/tool limited {}")).get("error") is None
+    refused = await tool_result(server, "/tool limited {}")
+    assert "rate limited" in refused["error"]
+
+
+async def test_a_failing_tool_opens_its_breaker_and_is_then_refused_fast(
+    server_factory: Any,
+) -> None:
+    server = server_factory(agents="tests.agents_fixture:register")
+    for _ in range(5):
+        failed = await tool_result(server, "/tool flaky {}")
+        assert "RuntimeError" in failed["error"]
+    refused = await tool_result(server, "/tool flaky {}")
+    assert "is failing; retry in" in refused["error"]
+    from .test_metrics import sample, scrape
+
+    assert sample(await scrape(server), "runwire_breaker_open", breaker="tool:flaky") == 1

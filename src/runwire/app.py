@@ -107,16 +107,21 @@ class Services:
         registry = default_registry()
         if settings.agents:
             load_user_registry(settings.agents, registry)
+        limiter = RateLimiter({"frame": settings.rate_limit_frames,
+                               "user_message": settings.rate_limit_messages,
+                               "rest_write": settings.rate_limit_frames}, limit_storage)
+
+        async def tool_limit(user_id: str, op: str, limit: str) -> bool:
+            return (await limiter.hit(user_id, op, limit)).allowed
+
         runtime = AgentRuntime(model=settings.model, registry=registry,
                                builtin_delta_delay=settings.builtin_delta_delay,
-                               tool_timeout=settings.tool_timeout)
+                               tool_timeout=settings.tool_timeout, rate_limit=tool_limit,
+                               on_breaker_change=metrics.breaker_changed)
         runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime, metrics=metrics,
                           tracing=tracing)
         reader = ThreadReader(db)
         connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
-        limiter = RateLimiter({"frame": settings.rate_limit_frames,
-                               "user_message": settings.rate_limit_messages,
-                               "rest_write": settings.rate_limit_frames}, limit_storage)
         gateway = Gateway(settings=settings, tokens=tokens, registry=connections, bus=bus,
                           runs=runs, reader=reader, limiter=limiter, metrics=metrics,
                           model_info=dict(runtime.model_info()), presence=presence)

@@ -30,11 +30,13 @@ from pydantic_ai.exceptions import ModelRetry, ToolFailed
 from runwire.agents.registry import AgentRegistry, ToolSpec
 from runwire.agents.scope import EventSink, RunScope
 from runwire.agents.tools import ToolError
+from runwire.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from runwire.errors import RunwireError
 
 log = logging.getLogger(__name__)
 
-ErrorKind = Literal["denied", "unknown_tool", "invalid_arguments", "timeout", "failed"]
+ErrorKind = Literal["denied", "unknown_tool", "invalid_arguments", "timeout", "failed",
+                    "rate_limited", "unavailable"]
 Invoke: TypeAlias = Callable[[], Awaitable[Any]]
 
 
@@ -145,6 +147,36 @@ class ToolEvents:
 
 # ---- the dispatcher ---------------------------------------------------------------------
 
+class ToolGuards:
+    """What tool calls share across runs: one circuit breaker per tool, and the per-user
+    rate limits tools declare (``ToolSpec.rate_limit``).
+
+    Args:
+        allow: ``(user_id, op, limit) -> allowed``; None: declared limits not enforced.
+        on_breaker_change: ``(name, state)`` for metrics.
+    """
+
+    def __init__(self, *, allow: Callable[[str, str, str], Awaitable[bool]] | None = None,
+                 on_breaker_change: Callable[[str, BreakerState], None] | None = None,
+                 threshold: int = 5, cooldown: float = 10.0) -> None:
+        self._allow = allow
+        self._on_change = on_breaker_change
+        self._threshold = threshold
+        self._cooldown = cooldown
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def breaker(self, tool: str) -> CircuitBreaker:
+        found = self._breakers.get(tool)
+        if found is None:
+            found = self._breakers[tool] = CircuitBreaker(
+                f"tool:{tool}", threshold=self._threshold, cooldown=self._cooldown,
+                on_change=self._on_change)
+        return found
+
+    async def allow(self, user_id: str, tool: str, limit: str) -> bool:
+        return True if self._allow is None else await self._allow(user_id, f"tool:{tool}", limit)
+
+
 class ToolDispatcher:
     """Dispatches the tool calls of one run (never shared between runs).
 
@@ -165,7 +197,9 @@ class ToolDispatcher:
 
     def __init__(self, *, registry: AgentRegistry, scope: RunScope, agent_name: str,
                  default_timeout: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 guards: ToolGuards | None = None) -> None:
+        self._guards = guards or ToolGuards()
         self._registry = registry
         self._scope = scope
         self._events = ToolEvents(scope.events, agent_name)
@@ -203,8 +237,22 @@ class ToolDispatcher:
                 f"permission denied: {spec.name} needs the scope(s) "
                 f"{', '.join(sorted(missing))}, which this user's token does not grant",
             )
+        if spec.rate_limit is not None and not await self._guards.allow(
+                self._scope.user_id, spec.name, spec.rate_limit):
+            return ToolErrored("rate_limited",
+                               f"{spec.name} is rate limited ({spec.rate_limit}); try later")
+        breaker = self._guards.breaker(spec.name)
+        try:
+            breaker.check()
+        except CircuitOpen as exc:
+            return ToolErrored("unavailable", str(exc))
         timeout = spec.timeout if spec.timeout is not None else self._default_timeout
-        return await execute(invoke, tool_name=spec.name, timeout=timeout)
+        outcome = await execute(invoke, tool_name=spec.name, timeout=timeout)
+        if isinstance(outcome, ToolErrored) and outcome.kind in ("failed", "timeout"):
+            breaker.failure()
+        else:
+            breaker.success()
+        return outcome
 
     async def _completed(self, call: ToolCall, outcome: ToolOutcome, started: float) -> None:
         duration_ms = max(0, round((self._clock() - started) * 1000))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Final, TypedDict, assert_never
 
 import httpx
@@ -51,18 +51,26 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model, infer_model
 from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from runwire.agents.builtin import BUILTIN_MODEL_NAME, builtin_model
 from runwire.agents.delegation import register_delegation_tools, sub_scope
-from runwire.agents.dispatcher import ToolDispatcher
+from runwire.agents.dispatcher import ToolDispatcher, ToolGuards
 from runwire.agents.registry import AgentRegistry, AgentSpec
 from runwire.agents.scope import AgentOutcome, HistoryMessage, RunScope
 from runwire.agents.toolset import dispatching_toolset, function_toolset
+from runwire.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from runwire.errors import AgentFailure, ModelFailure
 
 log = logging.getLogger(__name__)
 
 _PART_SEPARATOR: Final = "\n\n"
+MODEL_RETRIES: Final = 2
 
 
 class ModelInfo(TypedDict):
@@ -85,7 +93,9 @@ class AgentRuntime:
     """
 
     def __init__(self, *, model: str | Model, registry: AgentRegistry,
-                 builtin_delta_delay: float, tool_timeout: float = 10.0) -> None:
+                 builtin_delta_delay: float, tool_timeout: float = 10.0,
+                 rate_limit: Callable[[str, str, str], Awaitable[bool]] | None = None,
+                 on_breaker_change: Callable[[str, BreakerState], None] | None = None) -> None:
         if isinstance(model, str) and not model.strip():
             raise ValueError("model name is empty")
         self._model = model
@@ -99,6 +109,9 @@ class AgentRuntime:
         self._entered: set[str] = set()
         self._toolsets: dict[AgentSpec, FunctionToolset[RunScope]] = {}
         register_delegation_tools(registry, self._run_sub_agent)
+        self._guards = ToolGuards(allow=rate_limit, on_breaker_change=on_breaker_change)
+        self._on_breaker_change = on_breaker_change
+        self._breakers: dict[str, CircuitBreaker] = {}
 
     def model_info(self) -> ModelInfo:
         """The default model's name and whether it is the offline demo model (for the UI)."""
@@ -138,19 +151,53 @@ class AgentRuntime:
     async def _run(self, spec: AgentSpec, scope: RunScope, *,
                    history: Sequence[HistoryMessage] = (), usage: RunUsage | None = None,
                    ) -> tuple[StreamRelay, AgentRunResult[str], ToolDispatcher]:
-        """One agent's turn on `scope.user_message`, streaming into the run's sink."""
-        model = await self._open(spec.model or self._model)
+        """One agent's turn on `scope.user_message`, streaming into the run's sink.
+
+        A provider failure is retried (backoff, at most MODEL_RETRIES times) only while
+        nothing of this turn was streamed or executed; the provider's breaker fails the
+        turn fast while open.
+        """
+        name = spec.model or self._model
+        model = await self._open(name)
+        breaker = self._breaker(name if isinstance(name, str) else model.model_name)
+        try:
+            breaker.check()
+        except CircuitOpen as exc:
+            raise ModelFailure(f"the model provider is failing: {exc}", retryable=True) from None
         dispatcher = ToolDispatcher(registry=self._registry, scope=scope, agent_name=spec.name,
-                                    default_timeout=self._tool_timeout)
+                                    default_timeout=self._tool_timeout, guards=self._guards)
         relay = StreamRelay(scope, spec.name)
         agent = self._agent(spec, model, dispatcher)
-        try:
-            result = await agent.run(
-                scope.user_message, message_history=model_history(history), deps=scope,
-                event_stream_handler=relay.handle, usage=usage)
-        except (AgentRunError, UserError, httpx.HTTPError, ConnectionError) as exc:
-            raise model_failure(exc) from exc
+
+        def untouched_and_retryable(exc: BaseException) -> bool:
+            return (isinstance(exc, ModelFailure) and exc.retryable and not relay.emitted
+                    and dispatcher.calls == 0)
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(untouched_and_retryable),
+            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+            stop=stop_after_attempt(MODEL_RETRIES + 1), reraise=True,
+        ):
+            with attempt:
+                try:
+                    result = await agent.run(
+                        scope.user_message, message_history=model_history(history),
+                        deps=scope, event_stream_handler=relay.handle, usage=usage)
+                except (AgentRunError, UserError, httpx.HTTPError, ConnectionError) as exc:
+                    failure = model_failure(exc)
+                    if failure.retryable:
+                        breaker.failure()
+                    raise failure from exc
+        breaker.success()
         return relay, result, dispatcher
+
+    def _breaker(self, model_name: str) -> CircuitBreaker:
+        found = self._breakers.get(model_name)
+        if found is None:
+            found = self._breakers[model_name] = CircuitBreaker(
+                f"model:{model_name}", threshold=5, cooldown=15.0,
+                on_change=self._on_breaker_change)
+        return found
 
     async def _run_sub_agent(self, spec: AgentSpec, parent: RunScope, request: str,
                              usage: RunUsage) -> str:
@@ -219,6 +266,7 @@ class StreamRelay:
     def __init__(self, scope: RunScope, agent_name: str) -> None:
         self._scope = scope
         self._agent_name = agent_name
+        self.emitted = False  # anything (text or thinking) relayed yet
         self._parts: list[str] = []
         self._separate = False
 
@@ -239,6 +287,7 @@ class StreamRelay:
                   and event.part.content.strip()):
                 # One event per complete thought: token-sized thinking deltas would flood
                 # the thread's log.
+                self.emitted = True
                 await self._scope.events.emit("agent_thinking", {
                     "agent_name": self._agent_name, "thought": event.part.content})
 
@@ -248,6 +297,7 @@ class StreamRelay:
         if self._separate:
             delta, self._separate = _PART_SEPARATOR + delta, False
         self._parts.append(delta)
+        self.emitted = True
         await self._scope.events.emit("partial_result", {
             "agent_name": self._agent_name,
             "message_id": self._scope.assistant_message_id,
