@@ -50,3 +50,5 @@ async def test_a_run_exports_its_span_tree_to_the_collector(server_factory: Any)
     inside = [s for s in collector.spans if s.trace_id == run_trace and s.name != "runwire.run"]
     assert any(s.name.split()[0] in ("INSERT", "UPDATE", "SELECT") for s in inside), names
     assert len(inside) >= 5, names
+    assert any("builtin" in s.name for s in inside), names  # the model request
+    assert any("calculator" in s.name for s in inside), names  # the tool call

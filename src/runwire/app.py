@@ -117,7 +117,8 @@ class Services:
         runtime = AgentRuntime(model=settings.model, registry=registry,
                                builtin_delta_delay=settings.builtin_delta_delay,
                                tool_timeout=settings.tool_timeout, rate_limit=tool_limit,
-                               on_breaker_change=metrics.breaker_changed)
+                               on_breaker_change=metrics.breaker_changed,
+                               instrument=tracing.pydantic_ai_settings())
         runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime, metrics=metrics,
                           tracing=tracing)
         reader = ThreadReader(db)

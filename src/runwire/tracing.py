@@ -19,6 +19,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from pydantic_ai.models.instrumented import InstrumentationSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runwire import __version__
@@ -71,12 +72,10 @@ class Tracing:
 
         RedisInstrumentor.instrument_client(client, tracer_provider=self.provider)
 
-    def pydantic_ai_settings(self) -> Any:
+    def pydantic_ai_settings(self) -> InstrumentationSettings | None:
         """InstrumentationSettings for pydantic-ai agents, or None when off."""
         if self.provider is None:
             return None
-        from pydantic_ai.models.instrumented import InstrumentationSettings
-
         # Message contents stay out of traces, as they stay out of logs.
         return InstrumentationSettings(tracer_provider=self.provider, include_content=False)
 

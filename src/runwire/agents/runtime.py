@@ -23,6 +23,7 @@ from typing import Final, TypedDict, assert_never
 import httpx
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.agent import AgentRunResult
+from pydantic_ai.capabilities.instrumentation import Instrumentation
 from pydantic_ai.exceptions import (
     AgentRunError,
     ModelAPIError,
@@ -49,6 +50,7 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_ai.models import Model, infer_model
+from pydantic_ai.models.instrumented import InstrumentationSettings
 from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage
 from tenacity import (
@@ -95,7 +97,8 @@ class AgentRuntime:
     def __init__(self, *, model: str | Model, registry: AgentRegistry,
                  builtin_delta_delay: float, tool_timeout: float = 10.0,
                  rate_limit: Callable[[str, str, str], Awaitable[bool]] | None = None,
-                 on_breaker_change: Callable[[str, BreakerState], None] | None = None) -> None:
+                 on_breaker_change: Callable[[str, BreakerState], None] | None = None,
+                 instrument: InstrumentationSettings | None = None) -> None:
         if isinstance(model, str) and not model.strip():
             raise ValueError("model name is empty")
         self._model = model
@@ -111,6 +114,7 @@ class AgentRuntime:
         register_delegation_tools(registry, self._run_sub_agent)
         self._guards = ToolGuards(allow=rate_limit, on_breaker_change=on_breaker_change)
         self._on_breaker_change = on_breaker_change
+        self._instrument = instrument  # pydantic-ai InstrumentationSettings, or None (off)
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def model_info(self) -> ModelInfo:
@@ -253,8 +257,11 @@ class AgentRuntime:
                      *(self._registry.get_tool(name) for name in spec.delegates))
             tools = self._toolsets[spec] = function_toolset(specs)
         toolset = dispatching_toolset(tools, dispatcher)
+        capabilities = ([Instrumentation(settings=self._instrument)]
+                        if self._instrument is not None else [])
         return Agent(model, deps_type=RunScope, output_type=str, name=spec.name,
-                     instructions=spec.instructions, toolsets=[toolset])
+                     instructions=spec.instructions, toolsets=[toolset],
+                     capabilities=capabilities)
 
 
 class StreamRelay:
