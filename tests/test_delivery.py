@@ -143,7 +143,9 @@ class ChaosClient:
                         if frame["type"] == "message_ack" and frame["payload"]["message_id"] == message_id:
                             run_id = frame["payload"]["run_id"]
                             thread_id = frame["payload"]["thread_id"]
-                            self.got.setdefault(thread_id, [])
+                            if thread_id not in self.got:  # a thread this client just learnt of:
+                                self.got[thread_id] = []  # its events may predate this socket
+                                await c.send("resume", {"thread_id": thread_id, "after_seq": 0})
                         if "seq" in frame:
                             key = (frame["thread_id"], frame["seq"])
                             self.per_connection_dups += key in on_this
@@ -257,6 +259,7 @@ async def test_slow_consumer_is_closed_with_4009_others_unaffected_and_it_resume
     with contextlib.suppress(ConnectionClosed):
         while True:
             await asyncio.wait_for(slow.recv(), 10)
+    await slow.close()
     assert slow.close_code == 4009
     from .test_metrics import sample, scrape
 
