@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     outbound_chunk_size: int = Field(default=65536, ge=256)
     outbound_queue_size: int = Field(default=1000, ge=10)
     send_timeout: PositiveFloat = 10.0
+    ws_compression: bool = True  # permessage-deflate: ~38 KiB more per connection
     heartbeat_interval: PositiveFloat = 30.0
     connection_timeout: PositiveFloat = 600.0
 
