@@ -60,6 +60,13 @@ async def test_a_run_on_node_one_streams_to_the_users_tab_on_node_two(
         seq2 = [f["seq"] for f in frames2 if f.get("thread_id") == thread_id and "seq" in f]
         assert seq2 == seq1 == list(range(1, len(seq1) + 1))
         assert any(f["type"] == "thread_created" for f in frames2)
+    import httpx
+
+    from .test_metrics import sample
+
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(two.base_url + "/metrics")).text
+    assert sample(text, "runwire_bus_lag_seconds_count") >= len(seq2)
 
 
 async def test_resume_on_the_other_node_after_a_disconnect(cluster: Callable[..., Node]) -> None:

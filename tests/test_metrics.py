@@ -15,6 +15,12 @@ from .helpers import client, refused
 QUESTION = "what is 12*(3+4)?"
 
 
+def total(text: str, name: str) -> float:
+    """The sum of a metric over all its label values."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
 def sample(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text format (0 when absent)."""
     for line in text.splitlines():
@@ -49,7 +55,9 @@ async def test_runs_connections_tools_and_latency_are_counted(server: ServerHand
     assert sample(text, "runwire_frames_in_total", type="user_message") == 1
     assert sample(text, "runwire_message_to_started_seconds_count") == 1
     assert sample(text, "runwire_event_delivery_seconds_count") >= 8
-    assert sample(text, "runwire_frames_out_total") >= 10
+    assert total(text, "runwire_frames_out_total") >= 10
+    assert sample(text, "runwire_frames_out_total", type="agent_completed") == 1
+    assert sample(text, "runwire_model_turn_seconds_count", model="builtin") == 1
 
 
 async def test_rate_limited_frames_are_counted(server_factory: Any) -> None:

@@ -118,7 +118,9 @@ class Services:
                                builtin_delta_delay=settings.builtin_delta_delay,
                                tool_timeout=settings.tool_timeout, rate_limit=tool_limit,
                                on_breaker_change=metrics.breaker_changed,
-                               instrument=tracing.pydantic_ai_settings())
+                               instrument=tracing.pydantic_ai_settings(),
+                               on_model_turn=lambda model, seconds: metrics.model_latency.labels(
+                                   settings.node_id, model).observe(seconds))
         runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime, metrics=metrics,
                           tracing=tracing)
         reader = ThreadReader(db)
@@ -133,6 +135,7 @@ class Services:
         bus.on_control = runs.on_control
         if isinstance(bus, RedisBus):
             bus.on_reconnect = gateway.catch_up
+            bus.on_lag = metrics.bus_lag.labels(settings.node_id).observe
             await bus.start()
         await runs.recover()
         runs.start()

@@ -52,7 +52,8 @@ class Metrics:
         self.disconnects = counter("runwire_disconnects_total",
                                    "Closed connections by close code", "code")
         self.frames_in = counter("runwire_frames_in_total", "Inbound frames by type", "type")
-        self.frames_out = counter("runwire_frames_out_total", "Outbound frames sent")
+        self.frames_out = counter("runwire_frames_out_total", "Outbound frames sent by type",
+                                  "type")
         self.rate_limited = counter("runwire_rate_limited_total",
                                     "Frames or requests refused by a rate limit", "op")
         self.resumes = counter("runwire_resumes_total", "resume requests (reconnections)")
@@ -75,6 +76,12 @@ class Metrics:
                                         "event-log append transaction", LATENCY_BUCKETS)
         self.queue_wait = histogram("runwire_run_queue_wait_seconds",
                                     "time a run waited in the queue", RUN_BUCKETS)
+        self.model_latency = histogram("runwire_model_turn_seconds",
+                                       "one agent turn on the model provider (incl. tools)",
+                                       RUN_BUCKETS, "model")
+        self.bus_lag = histogram("runwire_bus_lag_seconds",
+                                 "Redis bus: published on one node → received on another",
+                                 LATENCY_BUCKETS)
         self.run_duration = histogram("runwire_run_duration_seconds", "run duration by status",
                                       RUN_BUCKETS, "status")
 

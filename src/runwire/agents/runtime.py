@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Final, TypedDict, assert_never
 
@@ -98,7 +99,8 @@ class AgentRuntime:
                  builtin_delta_delay: float, tool_timeout: float = 10.0,
                  rate_limit: Callable[[str, str, str], Awaitable[bool]] | None = None,
                  on_breaker_change: Callable[[str, BreakerState], None] | None = None,
-                 instrument: InstrumentationSettings | None = None) -> None:
+                 instrument: InstrumentationSettings | None = None,
+                 on_model_turn: Callable[[str, float], None] | None = None) -> None:
         if isinstance(model, str) and not model.strip():
             raise ValueError("model name is empty")
         self._model = model
@@ -115,6 +117,7 @@ class AgentRuntime:
         self._guards = ToolGuards(allow=rate_limit, on_breaker_change=on_breaker_change)
         self._on_breaker_change = on_breaker_change
         self._instrument = instrument  # pydantic-ai InstrumentationSettings, or None (off)
+        self._on_model_turn = on_model_turn  # metrics: (model name, seconds) per agent turn
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def model_info(self) -> ModelInfo:
@@ -177,6 +180,7 @@ class AgentRuntime:
             return (isinstance(exc, ModelFailure) and exc.retryable and not relay.emitted
                     and dispatcher.calls == 0)
 
+        began = time.monotonic()
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(untouched_and_retryable),
             wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
@@ -193,6 +197,8 @@ class AgentRuntime:
                         breaker.failure()
                     raise failure from exc
         breaker.success()
+        if self._on_model_turn is not None:
+            self._on_model_turn(model.model_name, time.monotonic() - began)
         return relay, result, dispatcher
 
     def _breaker(self, model_name: str) -> CircuitBreaker:

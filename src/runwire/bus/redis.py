@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -30,15 +31,17 @@ RECONNECT_MAX = 5.0
 
 
 def encode_message(origin: str, env: Envelope) -> str:
-    header = json.dumps([origin, env.user_id, env.type, env.thread_id, env.seq, env.run_id])
+    header = json.dumps([origin, env.user_id, env.type, env.thread_id, env.seq, env.run_id,
+                         time.time()])
     return header + "\n" + env.text
 
 
-def decode_message(data: str) -> tuple[str, Envelope]:
+def decode_message(data: str) -> tuple[str, Envelope, float]:
+    """(origin node, envelope, wall time it was published)."""
     header, _, text = data.partition("\n")
-    origin, user_id, type_, thread_id, seq, run_id = json.loads(header)
+    origin, user_id, type_, thread_id, seq, run_id, sent = json.loads(header)
     return origin, Envelope(user_id=user_id, type=type_, text=text, thread_id=thread_id,
-                            seq=seq, run_id=run_id)
+                            seq=seq, run_id=run_id), float(sent)
 
 
 class RedisBus:
@@ -62,6 +65,7 @@ class RedisBus:
         self.on_reconnect = on_reconnect
         self._local = InMemoryBus()
         self.on_control: Callable[[str], None] | None = None
+        self.on_lag: Callable[[float], None] | None = None  # metrics: cross-node delivery lag
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
             health_check_interval=10)
@@ -162,11 +166,13 @@ class RedisBus:
 
     def _dispatch(self, data: str) -> None:
         try:
-            origin, envelope = decode_message(data)
+            origin, envelope, sent = decode_message(data)
         except (ValueError, TypeError):
             log.warning("malformed bus message dropped")
             return
         if origin != self._node:
+            if self.on_lag is not None:
+                self.on_lag(max(0.0, time.time() - sent))
             self._local.deliver(envelope)
 
     def _control(self, data: str) -> None:

@@ -68,7 +68,7 @@ class Connection:
     queue_size: int = 1000
     chunk_size: int = 65536
     send_timeout: float = 10.0
-    on_sent: Callable[[Envelope | None], None] | None = None  # metrics hook, per frame
+    on_sent: Callable[[str, Envelope | None], None] | None = None  # metrics: (type, event)
     cursors: dict[str, Cursor] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
     close_code: int | None = None
@@ -137,7 +137,7 @@ class Connection:
                     if self._priority:
                         await self._send(self._priority.popleft())
                         if self.on_sent is not None:
-                            self.on_sent(None)
+                            self.on_sent("control", None)
                         continue
                     item = self._ordered.popleft()
                     if len(self._ordered) < self.queue_size // 2:
@@ -145,12 +145,12 @@ class Connection:
                     if isinstance(item, str):
                         await self._send(item)
                         if self.on_sent is not None:
-                            self.on_sent(None)
+                            self.on_sent("control", None)
                     else:
                         for frame in item.chunks(self.chunk_size):  # nothing in between
                             await self._send(frame)
                         if self.on_sent is not None:
-                            self.on_sent(item)
+                            self.on_sent(item.type, item)
                 if self.close_code is not None:
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(self.send_timeout):

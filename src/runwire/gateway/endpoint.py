@@ -44,6 +44,12 @@ from runwire.store.reader import ThreadReader
 
 log = logging.getLogger(__name__)
 
+# Frame types counted in runwire_frames_out_total (low cardinality: anything else is "other").
+OUT_TYPES = ("control", "message_created", "agent_started", "agent_thinking", "tool_executing",
+             "tool_completed", "partial_result", "agent_progress", "agent_response",
+             "agent_completed", "agent_error", "thread_created", "thread_updated",
+             "thread_deleted", "other")
+
 
 class Gateway:
     """Serves WebSocket connections over the run service and the bus."""
@@ -71,7 +77,7 @@ class Gateway:
         self._limiter = limiter
         self._metrics = metrics
         node = settings.node_id
-        self._frames_out = metrics.frames_out.labels(node)
+        self._frames_out = {t: metrics.frames_out.labels(node, t) for t in OUT_TYPES}
         self._delivery = metrics.delivery_latency.labels(node)
         self._model_info = model_info
         self._presence = presence
@@ -167,8 +173,8 @@ class Gateway:
 
         frames_out, delivery = self._frames_out, self._delivery
 
-        def on_sent(env: Envelope | None) -> None:
-            frames_out.inc()
+        def on_sent(type: str, env: Envelope | None) -> None:
+            (frames_out.get(type) or frames_out["other"]).inc()
             if env is not None:
                 delivery.observe(time.monotonic() - env.born)
 
