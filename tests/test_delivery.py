@@ -95,6 +95,7 @@ class ChaosClient:
         self.server, self.user, self.rng = server, user, rng
         self.got: dict[str, list[int]] = {}  # thread → seqs in arrival order (all connections)
         self.per_connection_dups = 0  # a seq sent twice on one connection: must stay 0
+        self.ended: set[str] = set()  # runs whose terminal event arrived (any connection)
         self.drops = 0
 
     def last_seq(self, thread_id: str) -> int:
@@ -112,6 +113,9 @@ class ChaosClient:
         sent = False
         run_id: str | None = None
         while True:
+            if run_id is not None and run_id in self.ended:
+                assert thread_id is not None
+                return thread_id
             async with RunwireClient.connect(self.server.ws_url, self.server.token(self.user)) as c:
                 ws = c._ws
                 for tid in list(self.got):
@@ -143,6 +147,8 @@ class ChaosClient:
                         if frame["type"] == "message_ack" and frame["payload"]["message_id"] == message_id:
                             run_id = frame["payload"]["run_id"]
                             thread_id = frame["payload"]["thread_id"]
+                            if run_id in self.ended:  # its end arrived (by replay) before the ack
+                                return thread_id
                             if thread_id not in self.got:  # a thread this client just learnt of:
                                 self.got[thread_id] = []  # its events may predate this socket
                                 await c.send("resume", {"thread_id": thread_id, "after_seq": 0})
@@ -151,10 +157,11 @@ class ChaosClient:
                             self.per_connection_dups += key in on_this
                             on_this.add(key)
                             self.got.setdefault(frame["thread_id"], []).append(frame["seq"])
-                        if frame["type"] in ("agent_completed", "agent_error") and \
-                                frame.get("run_id") == run_id:
-                            assert thread_id is not None
-                            return thread_id
+                        if frame["type"] in ("agent_completed", "agent_error"):
+                            self.ended.add(frame["run_id"])
+                            if frame["run_id"] == run_id:
+                                assert thread_id is not None
+                                return thread_id
                 except RunwireClosed:
                     self.drops += 1
 
