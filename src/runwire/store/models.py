@@ -106,6 +106,10 @@ class Run(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     request: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # pydantic-ai's messages of a completed run (ModelMessagesTypeAdapter JSON), for the
+    # thread's later history. Never loaded with the row: read it with an explicit query.
+    model_messages: Mapped[str | None] = mapped_column(Text, deferred=True,
+                                                       deferred_raiseload=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

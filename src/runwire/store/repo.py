@@ -8,7 +8,7 @@ Another user's object is reported as :class:`~runwire.errors.NotFound`, never as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -174,9 +174,13 @@ async def mark_ended(
     error_code: str | None = None,
     error_message: str | None = None,
     usage: dict[str, Any] | None = None,
+    model_messages: str | None = None,
 ) -> bool:
     """End a run conditionally (the fence): a running run only by the node holding it
-    (`node_id`), a queued run only while still queued (`node_id` None)."""
+    (`node_id`), a queued run only while still queued (`node_id` None).
+
+    `model_messages`: the run's pydantic-ai messages as JSON (completed runs), kept for the
+    history of the thread's later runs."""
     condition = (
         (Run.status == "queued") if node_id is None
         else ((Run.status == "running") & (Run.node_id == node_id))
@@ -185,7 +189,8 @@ async def mark_ended(
         update(Run)
         .where(Run.id == run_id, condition)
         .values(status=status, ended_at=utc_now(), error_code=error_code,
-                error_message=error_message, usage=usage, lease_until=None)
+                error_message=error_message, usage=usage, model_messages=model_messages,
+                lease_until=None)
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
@@ -200,18 +205,35 @@ async def unfinished_runs(session: AsyncSession) -> Sequence[Run]:
 
 
 async def history(
-    session: AsyncSession, thread_id: str, *, before_id: int, limit: int
+    session: AsyncSession, user_id: str, thread_id: str, *, before_id: int, limit: int
 ) -> list[Message]:
-    """Up to `limit` messages of a thread before internal id `before_id`, oldest first."""
+    """Up to `limit` of `user_id`'s messages of a thread before internal id `before_id`,
+    oldest first."""
     if limit <= 0:
         return []
     rows = list(
         await session.scalars(
             select(Message)
-            .where(Message.thread_id == thread_id, Message.id < before_id)
+            .where(Message.thread_id == thread_id, Message.user_id == user_id,
+                   Message.id < before_id)
             .order_by(Message.id.desc())
             .limit(limit)
         )
     )
     rows.reverse()
     return rows
+
+
+async def run_model_messages(
+    session: AsyncSession, user_id: str, run_ids: Iterable[str]
+) -> dict[str, str]:
+    """The stored pydantic-ai messages (JSON) of those of `run_ids` that are `user_id`'s
+    and have them."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Run.id, Run.model_messages)
+        .where(Run.id.in_(ids), Run.user_id == user_id, Run.model_messages.is_not(None))
+    )
+    return {run_id: data for run_id, data in rows if data is not None}
