@@ -21,6 +21,7 @@ from pydantic_ai.models.function import (
 )
 
 from runwire.agents.builtin import HELP_TEXT
+from runwire.agents.history import text_history
 from runwire.agents.registry import (
     AgentRegistry,
     AgentSpec,
@@ -77,7 +78,7 @@ class RecordingSearch:
 
 def make_scope(message: str, *, sink: RecordingSink, search: RecordingSearch | None = None,
                scopes: frozenset[str] = frozenset(), agent: str = "supervisor",
-               history: Sequence[HistoryMessage] = ()) -> RunScope:
+               history: Sequence[ModelMessage] = ()) -> RunScope:
     return RunScope(
         user_id=UserId("alice"), thread_id=ThreadId("t-1"), run_id=RunId("r-1"),
         agent_name=agent, user_message=message, user_message_id=MessageId("m-user"),
@@ -213,8 +214,8 @@ async def test_message_without_a_tool_request_gets_the_demo_help_and_no_tool_cal
 
 async def test_builtin_model_follows_up_a_time_question_from_the_history() -> None:
     sink = RecordingSink()
-    history = [HistoryMessage("user", "what time is it in Tokyo?"),
-               HistoryMessage("assistant", "It is **09:00** in Asia/Tokyo.")]
+    history = text_history([HistoryMessage("user", "what time is it in Tokyo?"),
+                            HistoryMessage("assistant", "It is **09:00** in Asia/Tokyo.")])
     await builtin_runtime().execute(make_scope("and in Paris?", sink=sink, history=history))
     assert sink.of("tool_executing")[0]["tool_args"] == {"timezone": "Europe/Paris"}
 
@@ -228,8 +229,8 @@ async def test_history_reaches_the_model_as_requests_and_responses() -> None:
         seen.append(messages)
         yield "ok"
 
-    history = [HistoryMessage("assistant", "orphaned answer"), HistoryMessage("user", "hi"),
-               HistoryMessage("assistant", "hello!")]
+    history = text_history([HistoryMessage("assistant", "orphaned answer"),
+                            HistoryMessage("user", "hi"), HistoryMessage("assistant", "hello!")])
     runtime = AgentRuntime(model=FunctionModel(stream_function=stream),
                            registry=default_registry(), builtin_delta_delay=0)
     await runtime.execute(make_scope("again", sink=RecordingSink(), history=history))

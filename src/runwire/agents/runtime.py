@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from typing import Final, TypedDict, assert_never
+from typing import Final, TypedDict
 
 import httpx
 from pydantic_ai import Agent, RunContext
@@ -40,15 +40,12 @@ from pydantic_ai.exceptions import (
 from pydantic_ai.messages import (
     AgentStreamEvent,
     ModelMessage,
-    ModelRequest,
-    ModelResponse,
     PartDeltaEvent,
     PartEndEvent,
     PartStartEvent,
     TextPart,
     TextPartDelta,
     ThinkingPart,
-    UserPromptPart,
 )
 from pydantic_ai.models import Model, infer_model
 from pydantic_ai.models.instrumented import InstrumentationSettings
@@ -64,8 +61,9 @@ from tenacity import (
 from runwire.agents.builtin import BUILTIN_MODEL_NAME, builtin_model
 from runwire.agents.delegation import register_delegation_tools, sub_scope
 from runwire.agents.dispatcher import ToolDispatcher, ToolGuards
+from runwire.agents.history import dump_messages
 from runwire.agents.registry import AgentRegistry, AgentSpec
-from runwire.agents.scope import AgentOutcome, HistoryMessage, RunScope
+from runwire.agents.scope import AgentOutcome, RunScope
 from runwire.agents.toolset import dispatching_toolset, function_toolset
 from runwire.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from runwire.errors import AgentFailure, ModelFailure
@@ -153,10 +151,10 @@ class AgentRuntime:
             "output_tokens": usage.output_tokens,
             "requests": usage.requests,
             "tool_calls": dispatcher.calls,
-        })
+        }, messages=dump_messages(result.new_messages()))
 
     async def _run(self, spec: AgentSpec, scope: RunScope, *,
-                   history: Sequence[HistoryMessage] = (), usage: RunUsage | None = None,
+                   history: Sequence[ModelMessage] = (), usage: RunUsage | None = None,
                    ) -> tuple[StreamRelay, AgentRunResult[str], ToolDispatcher]:
         """One agent's turn on `scope.user_message`, streaming into the run's sink.
 
@@ -189,7 +187,7 @@ class AgentRuntime:
             with attempt:
                 try:
                     result = await agent.run(
-                        scope.user_message, message_history=model_history(history),
+                        scope.user_message, message_history=list(history),
                         deps=scope, event_stream_handler=relay.handle, usage=usage)
                 except (AgentRunError, UserError, httpx.HTTPError, ConnectionError) as exc:
                     failure = model_failure(exc)
@@ -316,25 +314,6 @@ class StreamRelay:
             "message_id": self._scope.assistant_message_id,
             "delta": delta,
         })
-
-
-def model_history(history: Sequence[HistoryMessage]) -> list[ModelMessage]:
-    """The thread's earlier messages as pydantic-ai history (oldest first).
-
-    Leading assistant messages (cut off from their question by the history limit) and
-    empty messages are dropped: providers expect a conversation to open with the user.
-    """
-    messages: list[ModelMessage] = []
-    for message in history:
-        if not message.content.strip() or (not messages and message.role == "assistant"):
-            continue
-        if message.role == "user":
-            messages.append(ModelRequest(parts=[UserPromptPart(message.content)]))
-        elif message.role == "assistant":
-            messages.append(ModelResponse(parts=[TextPart(message.content)]))
-        else:
-            assert_never(message.role)
-    return messages
 
 
 def model_failure(exc: BaseException) -> ModelFailure:

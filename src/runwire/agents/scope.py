@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from pydantic_ai.messages import ModelMessage
+
 from runwire.ids import MessageId, RunId, ThreadId, UserId
 from runwire.protocol.codes import RunEventType
 
@@ -45,10 +47,11 @@ class MessageSearch(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class HistoryMessage:
-    """An earlier message of the thread, oldest first."""
+    """An earlier message of the thread (a stored message row), oldest first."""
 
     role: Literal["user", "assistant"]
     content: str
+    run_id: str | None = None  # the run it started or answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,9 @@ class RunScope:
         user_message_id: its public id.
         assistant_message_id: id the answer will be stored under (known before streaming,
             so `partial_result` deltas can name it).
-        history: up to `max_history_size` earlier messages of the thread, oldest first.
+        history: the model's history, oldest first: the thread's earlier messages (up to
+            `max_history_size`) with their runs' tool calls and results, see
+            :mod:`runwire.agents.history`. Never the run's own user message.
         context, settings: the client's optional `context` / `settings` objects.
         events: the run's emitter.
         search: owner-scoped message search for the `search_threads` tool.
@@ -79,7 +84,7 @@ class RunScope:
     events: EventSink
     search: MessageSearch
     scopes: frozenset[str] = frozenset()
-    history: Sequence[HistoryMessage] = ()
+    history: Sequence[ModelMessage] = ()
     context: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     depth: int = 0  # 0 for the run's supervisor, +1 per delegation to a sub-agent
@@ -87,7 +92,9 @@ class RunScope:
 
 @dataclass(frozen=True, slots=True)
 class AgentOutcome:
-    """What a finished run produced: the final answer and token usage."""
+    """What a finished run produced: the final answer, token usage and, for the thread's
+    later history, pydantic-ai's messages of the run as JSON (ModelMessagesTypeAdapter)."""
 
     content: str
     usage: Mapping[str, int] = field(default_factory=dict)
+    messages: str | None = None

@@ -1,7 +1,8 @@
 """Executing one claimed run and storing how it ended.
 
 Transactions: start = ``agent_started`` (the claim already moved the row to running);
-end = assistant message + final run status + ``agent_response`` + the terminal event.
+end = assistant message + final run status (with a completed run's pydantic-ai messages, the
+history of the thread's later runs) + ``agent_response`` + the terminal event.
 Every run ends with exactly one terminal event; the conditional status update is the
 fence that keeps a node that lost its lease from writing one too.
 """
@@ -16,6 +17,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runwire.agents.history import thread_history
 from runwire.agents.scope import AgentOutcome, HistoryMessage, MessageSearch, RunScope
 from runwire.errors import AgentFailure, LeaseLost, NotFound, StorageUnavailable
 from runwire.ids import MessageId, RunId, ThreadId, UserId, new_id
@@ -132,16 +134,23 @@ class RunExecutor:
             user_msg = await repo.find_message(session, ticket.user_id, run.message_id)
             if user_msg is None:
                 raise NotFound("user message vanished")
-            earlier = await repo.history(session, run.thread_id, before_id=user_msg.id,
+            # The window: the newest max_history_size message rows before this run's own
+            # user message (which is the prompt, not history), with their runs' stored
+            # pydantic-ai messages.
+            earlier = await repo.history(session, ticket.user_id, run.thread_id,
+                                         before_id=user_msg.id,
                                          limit=self._settings.max_history_size)
+            stored = await repo.run_model_messages(
+                session, ticket.user_id, (m.run_id for m in earlier if m.run_id is not None))
+        rows = [HistoryMessage("assistant" if m.role == "assistant" else "user", m.content,
+                               run_id=m.run_id) for m in earlier]
         return RunScope(
             user_id=UserId(ticket.user_id), thread_id=ThreadId(run.thread_id),
             run_id=RunId(run.id), agent_name=run.agent, user_message=user_msg.content,
             user_message_id=MessageId(run.message_id), assistant_message_id=assistant_id,
             events=ticket.emitter, search=self._search,
             scopes=frozenset(request.get("scopes") or ()),
-            history=[HistoryMessage("assistant" if m.role == "assistant" else "user", m.content)
-                     for m in earlier],
+            history=thread_history(rows, stored),
             context=request.get("context") or {}, settings=request.get("settings") or {},
         )
 
@@ -175,6 +184,7 @@ class RunExecutor:
                 node_id=None if queued else self._settings.node_id,
                 error_code=failure.code if failure else None,
                 error_message=failure.message if failure else None, usage=usage,
+                model_messages=outcome.messages if outcome is not None else None,
             ):
                 raise AlreadyEnded
             if content and assistant_id:
