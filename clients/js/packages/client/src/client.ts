@@ -1,0 +1,706 @@
+// The runwire WebSocket client (docs/protocol.md): one socket, token auth by subprotocol,
+// reconnect with backoff + jitter by close code, resume by seq, dedupe, chunk reassembly,
+// an offline send queue with visible states, an application-level heartbeat.
+
+import { backoffDelay, type BackoffOptions } from "./backoff.ts";
+import { ChunkAssembler, utf8Length } from "./chunks.ts";
+import { SeqTracker } from "./seq.ts";
+import type {
+  ConnectionEstablished,
+  ConnectionStatus,
+  OutboxItem,
+  SendOptions,
+  ServerFrame,
+  ThreadEvent,
+} from "./types.ts";
+
+/** The part of the browser `WebSocket` the client uses (tests inject a fake). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: Event) => void) | null;
+  onmessage: ((ev: MessageEvent) => void) | null;
+  onclose: ((ev: CloseEvent) => void) | null;
+  onerror: ((ev: Event) => void) | null;
+}
+
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+export interface RunwireClientOptions {
+  /** `ws(s)://host/ws` */
+  url: string;
+  /** The JWT; `refresh` is true after a 4001 close (return a new one, or null). */
+  getToken: (refresh: boolean) => Promise<string | null>;
+  backoff?: BackoffOptions;
+  /** Default: `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** Jitter source (default Math.random). */
+  random?: () => number;
+  /** Follow the browser's `online`/`offline` events (default: true when `window` exists). */
+  watchNetwork?: boolean;
+}
+
+/** What `on()` can listen to. */
+export interface RunwireClientEventMap {
+  status: ConnectionStatus;
+  /** Thread events: each (thread_id, seq) at most once per client, chunks joined. */
+  event: ThreadEvent;
+  /** Every other frame (connection_established, message_ack, thread_*, replay_complete, error, pong). */
+  frame: ServerFrame;
+  outbox: readonly OutboxItem[];
+}
+
+/** Close codes after which the client does not reconnect by itself. */
+export const NO_RECONNECT_CODES: ReadonlySet<number> = new Set([4003, 4008, 1008]);
+
+const OPEN = 1;
+const DEFAULT_RETRY_AFTER_MS = 1000;
+
+/** `base64url(text)` without padding (UTF-8). */
+export function base64url(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function newId(): string {
+  const c = globalThis.crypto;
+  if (c && typeof c.randomUUID === "function") return c.randomUUID();
+  return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}`;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function isThreadEvent(f: ServerFrame): f is ThreadEvent {
+  return typeof f.thread_id === "string" && typeof f.seq === "number";
+}
+
+type Listeners = { [K in keyof RunwireClientEventMap]: Set<(v: RunwireClientEventMap[K]) => void> };
+
+/**
+ * One runwire connection for one user. Framework-free: subscribe with `on()`; every
+ * handler gets immutable snapshots (`status`, `outbox` are replaced, never mutated).
+ */
+export class RunwireClient {
+  private readonly url: string;
+  private readonly getToken: (refresh: boolean) => Promise<string | null>;
+  private readonly backoffOptions: BackoffOptions;
+  private readonly random: () => number;
+  private readonly WS: WebSocketConstructor | undefined;
+  private readonly watchNetwork: boolean;
+
+  private _status: ConnectionStatus = { state: "idle", code: null, reason: "", attempt: 0, retryInMs: null };
+  private _established: ConnectionEstablished | null = null;
+  private _outbox: readonly OutboxItem[] = [];
+  private readonly listeners: Listeners = { status: new Set(), event: new Set(), frame: new Set(), outbox: new Set() };
+
+  private ws: WebSocketLike | null = null;
+  private token: string | null = null;
+  private stopped = true;
+  private attempt = 0;
+  /** A 4001 already led to a token refresh since the last open. */
+  private refreshed = false;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private heartbeatTimer: ReturnType<typeof setTimeout> | null = null;
+  private lastFrameAt = 0;
+  private pingOutstanding = false;
+  private readonly trackers = new Map<string, SeqTracker>();
+  private readonly resuming = new Set<string>();
+  private readonly chunks = new ChunkAssembler();
+  /** message_id -> earliest time (ms) it may be resent (after `rate_limited`). */
+  private readonly notBefore = new Map<string, number>();
+  private readonly retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly agents = new Map<string, string>();
+  private networkAttached = false;
+
+  constructor(options: RunwireClientOptions) {
+    this.url = options.url;
+    this.getToken = options.getToken;
+    this.backoffOptions = options.backoff ?? {};
+    this.random = options.random ?? Math.random;
+    this.WS = options.WebSocket;
+    this.watchNetwork = options.watchNetwork ?? typeof window !== "undefined";
+  }
+
+  /** The connection's state; replaced (new object) on every change. */
+  get status(): ConnectionStatus {
+    return this._status;
+  }
+
+  /** The last `connection_established` payload (kept while reconnecting). */
+  get established(): ConnectionEstablished | null {
+    return this._established;
+  }
+
+  /** Messages not acked yet (queued / sent / failed); replaced on every change. */
+  get outbox(): readonly OutboxItem[] {
+    return this._outbox;
+  }
+
+  /** Subscribes; returns the unsubscribe function. A throwing handler is logged, not fatal. */
+  on<K extends keyof RunwireClientEventMap>(type: K, fn: (value: RunwireClientEventMap[K]) => void): () => void {
+    const set = this.listeners[type] as Set<(v: RunwireClientEventMap[K]) => void>;
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+    };
+  }
+
+  private emit<K extends keyof RunwireClientEventMap>(type: K, value: RunwireClientEventMap[K]): void {
+    const set = this.listeners[type] as Set<(v: RunwireClientEventMap[K]) => void>;
+    for (const fn of [...set]) {
+      try {
+        fn(value);
+      } catch (err) {
+        console.error(`runwire: a "${type}" listener threw`, err);
+      }
+    }
+  }
+
+  private setStatus(patch: Partial<ConnectionStatus>): void {
+    this._status = { ...this._status, ...patch };
+    this.emit("status", this._status);
+  }
+
+  // ---- connecting ----------------------------------------------------------------------
+
+  /** Opens the connection (no-op while open or connecting). Resolves once the socket is
+   * being opened, not when it is established (watch `status`). */
+  async connect(): Promise<void> {
+    if (this.ws || this.reconnectTimer) return;
+    this.stopped = false;
+    this.attachNetwork();
+    if (!this.token) {
+      let token: string | null = null;
+      try {
+        token = await this.getToken(false);
+      } catch (err) {
+        console.error("runwire: getToken failed", err);
+      }
+      if (this.stopped) return;
+      if (!token) {
+        this.setStatus({ state: "closed", code: 4001, reason: "no token", retryInMs: null });
+        return;
+      }
+      this.token = token;
+    }
+    if (this.ws || this.reconnectTimer) return;
+    this.open();
+  }
+
+  /** Closes for good (no reconnect) until the next `connect()`. The outbox is kept. */
+  close(): void {
+    this.stopped = true;
+    this.clearReconnect();
+    this.detachNetwork();
+    const ws = this.detach();
+    if (ws) {
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        /* already closing */
+      }
+    }
+    this.socketGone();
+    this.setStatus({ state: "closed", code: 1000, reason: "client closed", retryInMs: null });
+  }
+
+  private open(): void {
+    this.clearReconnect();
+    const WS = this.WS ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!WS) throw new Error("RunwireClient: no WebSocket implementation");
+    this.setStatus({ state: this.attempt === 0 ? "connecting" : "reconnecting", retryInMs: null });
+    let ws: WebSocketLike;
+    try {
+      ws = new WS(this.url, ["runwire.v1", `jwt.${base64url(this.token ?? "")}`]);
+    } catch (err) {
+      console.error("runwire: cannot open the socket", err);
+      this.afterClose(1006, "cannot open");
+      return;
+    }
+    this.ws = ws;
+    ws.onmessage = (ev) => {
+      if (this.ws === ws) this.receive(ev.data);
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.detach();
+      this.socketGone();
+      this.afterClose(ev.code, ev.reason);
+    };
+    ws.onerror = () => {
+      /* a close follows */
+    };
+  }
+
+  /** Forgets the current socket (its handlers are unhooked); returns it. */
+  private detach(): WebSocketLike | null {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onmessage = null;
+      ws.onclose = null;
+      ws.onerror = null;
+      ws.onopen = null;
+    }
+    return ws;
+  }
+
+  /** Closes the socket ourselves and treats it as closed with `code` at once. */
+  private drop(code: number, reason: string, wireCode?: number): void {
+    const ws = this.detach();
+    if (!ws) return;
+    try {
+      ws.close(wireCode, reason);
+    } catch {
+      /* already closing */
+    }
+    this.socketGone();
+    this.afterClose(code, reason);
+  }
+
+  /** The socket is gone: partial chunks dropped, un-acked messages back to queued. */
+  private socketGone(): void {
+    this.stopHeartbeat();
+    this.chunks.reset();
+    this.resuming.clear();
+    if (this._outbox.some((m) => m.state === "sent")) {
+      this.setOutbox(this._outbox.map((m) => (m.state === "sent" ? { ...m, state: "queued" } : m)));
+    }
+  }
+
+  private afterClose(code: number, reason: string): void {
+    if (this.stopped) {
+      this.setStatus({ state: "closed", code, reason, retryInMs: null });
+      return;
+    }
+    if (NO_RECONNECT_CODES.has(code)) {
+      this.setStatus({ state: "closed", code, reason, retryInMs: null });
+      return;
+    }
+    if (code === 1000) {
+      // idle timeout: reconnect on demand (send / resume)
+      this.attempt = 0;
+      this.setStatus({ state: "closed", code, reason, attempt: 0, retryInMs: null });
+      return;
+    }
+    if (code === 4001) {
+      void this.refreshToken(reason);
+      return;
+    }
+    this.scheduleReconnect(code, reason);
+  }
+
+  private async refreshToken(reason: string): Promise<void> {
+    const old = this.token;
+    if (this.refreshed) {
+      this.setStatus({ state: "closed", code: 4001, reason: reason || "token rejected", retryInMs: null });
+      return;
+    }
+    this.refreshed = true;
+    this.setStatus({ state: "reconnecting", code: 4001, reason, retryInMs: null });
+    let fresh: string | null = null;
+    try {
+      fresh = await this.getToken(true);
+    } catch (err) {
+      console.error("runwire: getToken(true) failed", err);
+    }
+    if (this.stopped || this.ws) return;
+    if (!fresh || fresh === old) {
+      this.setStatus({ state: "closed", code: 4001, reason: reason || "token expired", retryInMs: null });
+      return;
+    }
+    this.token = fresh;
+    this.attempt += 1;
+    this.setStatus({ attempt: this.attempt });
+    this.open();
+  }
+
+  private scheduleReconnect(code: number, reason: string): void {
+    this.clearReconnect();
+    this.attempt += 1;
+    const delay = backoffDelay(this.attempt - 1, this.backoffOptions, this.random);
+    this.setStatus({ state: "reconnecting", code, reason, attempt: this.attempt, retryInMs: delay });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.stopped && !this.ws) this.open();
+    }, delay);
+  }
+
+  private clearReconnect(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+  }
+
+  /** After an idle close (1000), `send()`/`resume()` reconnect. */
+  private reconnectOnDemand(): void {
+    if (this.stopped || this.ws || this.reconnectTimer) return;
+    if (this._status.state === "closed" && this._status.code === 1000) void this.connect();
+  }
+
+  // ---- browser network events ---------------------------------------------------------
+
+  private readonly onOffline = (): void => {
+    // The browser knows before TCP does: drop the socket now (runs go on server-side).
+    if (this.ws) this.drop(1006, "offline", 1000);
+  };
+
+  private readonly onOnline = (): void => {
+    if (this.stopped || this.ws) return;
+    if (this._status.state !== "reconnecting") return;
+    if (this._status.code === 4001) return; // waiting for a token
+    this.clearReconnect();
+    this.open();
+  };
+
+  private attachNetwork(): void {
+    if (!this.watchNetwork || this.networkAttached || typeof window === "undefined") return;
+    window.addEventListener("offline", this.onOffline);
+    window.addEventListener("online", this.onOnline);
+    this.networkAttached = true;
+  }
+
+  private detachNetwork(): void {
+    if (!this.networkAttached || typeof window === "undefined") return;
+    window.removeEventListener("offline", this.onOffline);
+    window.removeEventListener("online", this.onOnline);
+    this.networkAttached = false;
+  }
+
+  // ---- heartbeat ------------------------------------------------------------------------
+
+  private heartbeatMs(): number {
+    const s = this._established?.heartbeat_interval;
+    return typeof s === "number" && s > 0 ? s * 1000 : 0;
+  }
+
+  private startHeartbeat(): void {
+    this.stopHeartbeat();
+    const ms = this.heartbeatMs();
+    if (!ms) return;
+    this.lastFrameAt = Date.now();
+    this.pingOutstanding = false;
+    this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms);
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    this.pingOutstanding = false;
+  }
+
+  /** Silent for an interval → `ping`; silent for another one → reconnect (4000). */
+  private heartbeatTick(): void {
+    this.heartbeatTimer = null;
+    const ms = this.heartbeatMs();
+    if (!this.ws || !ms) return;
+    const idle = Date.now() - this.lastFrameAt;
+    if (idle < ms) {
+      this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms - idle);
+    } else if (!this.pingOutstanding) {
+      this.pingOutstanding = true;
+      this.sendFrame({ type: "ping", payload: {} });
+      this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms);
+    } else {
+      this.drop(4000, "heartbeat timeout", 4000);
+    }
+  }
+
+  // ---- receiving ------------------------------------------------------------------------
+
+  private receive(data: unknown): void {
+    this.lastFrameAt = Date.now();
+    this.pingOutstanding = false;
+    if (typeof data !== "string") return;
+    let frame = this.parse(data);
+    if (!frame) return;
+    if (frame.type === "chunk") {
+      const text = this.chunks.add(frame.payload);
+      if (text === null) return;
+      frame = this.parse(text);
+      if (!frame || frame.type === "chunk") return;
+    }
+    this.handle(frame);
+  }
+
+  private parse(text: string): ServerFrame | null {
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch {
+      return null;
+    }
+    if (!isObject(v) || typeof v.type !== "string") return null;
+    if (!isObject(v.payload)) v.payload = {};
+    return v as unknown as ServerFrame;
+  }
+
+  private handle(frame: ServerFrame): void {
+    if (isThreadEvent(frame)) {
+      const tracker = this.tracker(frame.thread_id);
+      if (!tracker.accept(frame.seq)) return; // duplicate
+      if (tracker.hasGap && !this.resuming.has(frame.thread_id)) this.resume(frame.thread_id);
+      this.emit("event", frame);
+      return;
+    }
+    const p = frame.payload;
+    switch (frame.type) {
+      case "connection_established":
+        this._established = p as unknown as ConnectionEstablished;
+        this.attempt = 0;
+        this.refreshed = false;
+        this.setStatus({ state: "open", attempt: 0, retryInMs: null });
+        this.startHeartbeat();
+        this.emit("frame", frame);
+        for (const threadId of this.trackers.keys()) this.resume(threadId);
+        this.flush();
+        return;
+      case "message_ack":
+        this.acked(p);
+        break;
+      case "error":
+        this.refused(p);
+        break;
+      case "replay_complete":
+        if (typeof p.thread_id === "string") this.resuming.delete(p.thread_id);
+        break;
+      default:
+        break;
+    }
+    this.emit("frame", frame);
+  }
+
+  // ---- threads ---------------------------------------------------------------------------
+
+  private tracker(threadId: string): SeqTracker {
+    let t = this.trackers.get(threadId);
+    if (!t) {
+      t = new SeqTracker();
+      this.trackers.set(threadId, t);
+    }
+    return t;
+  }
+
+  /** Every seq <= this of the thread was seen (0 for an unknown thread). */
+  lastSeq(threadId: string): number {
+    return this.trackers.get(threadId)?.contiguous ?? 0;
+  }
+
+  /**
+   * The app holds `threadId` up to `lastSeq` (REST or local cache): events <= lastSeq are
+   * dropped as duplicates, and the thread is resumed now (when open) and after every
+   * reconnect.
+   */
+  follow(threadId: string, lastSeq: number): void {
+    this.tracker(threadId).markThrough(lastSeq);
+    if (this.isOpen()) this.resume(threadId);
+    else this.reconnectOnDemand();
+  }
+
+  /** Stops tracking a thread (e.g. deleted): no more resumes for it. */
+  unfollow(threadId: string): void {
+    this.trackers.delete(threadId);
+    this.resuming.delete(threadId);
+  }
+
+  /**
+   * Asks for the thread's events after `afterSeq` (default: its contiguous seq); answered by
+   * `replay_complete`. false when not open (the thread is then resumed after connecting).
+   */
+  resume(threadId: string, afterSeq?: number): boolean {
+    const tracker = this.tracker(threadId);
+    if (!this.isOpen()) {
+      this.reconnectOnDemand();
+      return false;
+    }
+    const after = Math.max(0, Math.floor(afterSeq ?? tracker.contiguous));
+    this.resuming.add(threadId);
+    return this.sendFrame({ type: "resume", payload: { thread_id: threadId, after_seq: after } });
+  }
+
+  /** Cancels a run, or the active and queued runs of a thread. false when not open. */
+  stop(target: { runId: string } | { threadId: string }): boolean {
+    const payload = "runId" in target ? { run_id: target.runId } : { thread_id: target.threadId };
+    return this.sendFrame({ type: "stop_agent", payload });
+  }
+
+  /** Sends an application-level `ping` (answered by `pong`). false when not open. */
+  ping(): boolean {
+    return this.sendFrame({ type: "ping", payload: {} });
+  }
+
+  private isOpen(): boolean {
+    return this.ws !== null && this.ws.readyState === OPEN && this._status.state === "open";
+  }
+
+  private sendFrame(frame: { type: string; payload: Record<string, unknown>; request_id?: string }): boolean {
+    if (!this.ws || this.ws.readyState !== OPEN) return false;
+    try {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    } catch (err) {
+      console.error("runwire: send failed", err);
+      return false;
+    }
+  }
+
+  // ---- the outbox ------------------------------------------------------------------------
+
+  private setOutbox(items: readonly OutboxItem[]): void {
+    this._outbox = items;
+    this.emit("outbox", items);
+  }
+
+  private patch(messageId: string, patch: Partial<OutboxItem>): OutboxItem | null {
+    let found: OutboxItem | null = null;
+    const items = this._outbox.map((m) => (m.messageId === messageId ? (found = { ...m, ...patch }) : m));
+    if (found) this.setOutbox(items);
+    return found;
+  }
+
+  /**
+   * Queues a user message and returns it at once (optimistic): state `queued`, or `sent` when
+   * the socket is open; `failed` (code `too_large`) when its frame exceeds the server's
+   * `max_message_size`. Sent again with the same message_id after a reconnect until acked.
+   */
+  send(content: string, opts: SendOptions = {}): OutboxItem {
+    const item: OutboxItem = {
+      messageId: opts.messageId ?? newId(),
+      content,
+      threadId: opts.threadId ?? null,
+      state: "queued",
+      error: null,
+      runId: null,
+      createdAt: Date.now(),
+    };
+    if (opts.settings) item.settings = opts.settings;
+    if (opts.agent) {
+      item.agent = opts.agent;
+      this.agents.set(item.messageId, opts.agent);
+    }
+    this.setOutbox([...this._outbox.filter((m) => m.messageId !== item.messageId), item]);
+    this.flush();
+    this.reconnectOnDemand();
+    return this._outbox.find((m) => m.messageId === item.messageId) ?? item;
+  }
+
+  /** A failed message goes back to the queue (sent now when open). */
+  retry(messageId: string): boolean {
+    const item = this._outbox.find((m) => m.messageId === messageId);
+    if (!item || item.state !== "failed") return false;
+    this.patch(messageId, { state: "queued", error: null });
+    this.flush();
+    this.reconnectOnDemand();
+    return true;
+  }
+
+  /** Removes a message from the outbox (it is not sent again; one on the wire may still land). */
+  discard(messageId: string): boolean {
+    if (!this._outbox.some((m) => m.messageId === messageId)) return false;
+    this.clearRetry(messageId);
+    this.agents.delete(messageId);
+    this.setOutbox(this._outbox.filter((m) => m.messageId !== messageId));
+    return true;
+  }
+
+  /** Puts back messages saved by an earlier page (e.g. `LocalHistory.loadOutbox()`);
+   * `sent` ones count as queued. Existing message ids are kept as they are. */
+  restoreOutbox(items: readonly OutboxItem[]): void {
+    const known = new Set(this._outbox.map((m) => m.messageId));
+    const added = items
+      .filter((m) => !known.has(m.messageId) && m.state !== "acked")
+      .map((m): OutboxItem => (m.state === "sent" ? { ...m, state: "queued" } : { ...m }));
+    if (!added.length) return;
+    for (const m of added) if (m.agent) this.agents.set(m.messageId, m.agent);
+    this.setOutbox([...this._outbox, ...added]);
+    this.flush();
+    this.reconnectOnDemand();
+  }
+
+  private frameOf(m: OutboxItem): { type: string; payload: Record<string, unknown>; request_id: string } {
+    const agent = m.agent ?? this.agents.get(m.messageId);
+    const payload: Record<string, unknown> = agent
+      ? { user_request: m.content, agent, message_id: m.messageId }
+      : { content: m.content, message_id: m.messageId };
+    if (m.threadId) payload.thread_id = m.threadId;
+    if (m.settings) payload.settings = m.settings;
+    return { type: agent ? "start_agent" : "user_message", payload, request_id: m.messageId };
+  }
+
+  /** Sends every queued message that may go now. */
+  private flush(): void {
+    if (!this.isOpen()) return;
+    const max = this._established?.max_message_size;
+    const now = Date.now();
+    let changed = false;
+    const items = this._outbox.map((m): OutboxItem => {
+      if (m.state !== "queued") return m;
+      const frame = this.frameOf(m);
+      const text = JSON.stringify(frame);
+      if (typeof max === "number" && max > 0 && utf8Length(text) > max) {
+        changed = true;
+        return {
+          ...m, state: "failed",
+          error: { code: "too_large", message: `message is larger than the server's limit of ${max} bytes` },
+        };
+      }
+      const wait = this.notBefore.get(m.messageId);
+      if (wait !== undefined && wait > now) return m;
+      if (!this.ws) return m;
+      try {
+        this.ws.send(text);
+      } catch {
+        return m;
+      }
+      changed = true;
+      return { ...m, state: "sent" };
+    });
+    if (changed) this.setOutbox(items);
+  }
+
+  private acked(p: Record<string, unknown>): void {
+    const id = typeof p.message_id === "string" ? p.message_id : null;
+    if (id === null || !this._outbox.some((m) => m.messageId === id)) return;
+    this.clearRetry(id);
+    this.agents.delete(id);
+    this.patch(id, {
+      state: "acked", error: null,
+      threadId: typeof p.thread_id === "string" ? p.thread_id : null,
+      runId: typeof p.run_id === "string" ? p.run_id : null,
+    });
+    this.setOutbox(this._outbox.filter((m) => m.messageId !== id));
+  }
+
+  private refused(p: Record<string, unknown>): void {
+    const id = typeof p.request_id === "string" ? p.request_id : null;
+    const item = id === null ? undefined : this._outbox.find((m) => m.messageId === id);
+    if (!item || id === null || item.state === "acked") return;
+    const code = typeof p.code === "string" ? p.code : "error";
+    const message = typeof p.message === "string" ? p.message : code;
+    if (code === "rate_limited") {
+      const after = typeof p.retry_after_ms === "number" && p.retry_after_ms >= 0 ? p.retry_after_ms : DEFAULT_RETRY_AFTER_MS;
+      this.notBefore.set(id, Date.now() + after);
+      this.clearRetry(id, false);
+      this.retryTimers.set(id, setTimeout(() => {
+        this.retryTimers.delete(id);
+        this.notBefore.delete(id);
+        this.flush();
+      }, after));
+      this.patch(id, { state: "queued", error: null });
+      return;
+    }
+    this.clearRetry(id);
+    this.patch(id, { state: "failed", error: { code, message } });
+  }
+
+  private clearRetry(id: string, forgetWait = true): void {
+    const t = this.retryTimers.get(id);
+    if (t) clearTimeout(t);
+    this.retryTimers.delete(id);
+    if (forgetWait) this.notBefore.delete(id);
+  }
+}

@@ -1,0 +1,47 @@
+// @runwire/client: the public API.
+export type * from "./types.ts";
+export { SeqTracker } from "./seq.ts";
+export { ChunkAssembler, utf8Length, type ChunkLimits, type ChunkPayload } from "./chunks.ts";
+export { backoffDelay, type BackoffOptions } from "./backoff.ts";
+export {
+  RunwireClient,
+  NO_RECONNECT_CODES,
+  base64url,
+  type RunwireClientOptions,
+  type RunwireClientEventMap,
+  type WebSocketLike,
+  type WebSocketConstructor,
+} from "./client.ts";
+export {
+  emptyTimeline,
+  applyEvent,
+  applyEvents,
+  markPruned,
+  addOptimistic,
+  updateOptimistic,
+  removeOptimistic,
+  timelineFromMessages,
+  trimTimeline,
+  hasSeq,
+  isTerminal,
+} from "./timeline.ts";
+export {
+  RestClient,
+  RunwireHttpError,
+  type RestClientOptions,
+  type FetchLike,
+  type Page,
+  type ThreadOut,
+  type MessageOut,
+  type RunOut,
+  type EventsPage,
+  type CancelRunOut,
+  type Problem,
+} from "./rest.ts";
+export {
+  MemoryHistory,
+  IndexedDbHistory,
+  type LocalHistory,
+  type HistoryOptions,
+  type IndexedDbHistoryOptions,
+} from "./history.ts";
