@@ -1,0 +1,57 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { FakeWebSocket, ev } from "./fake-ws.ts";
+import { closeAll, connected, harness } from "./helpers.ts";
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  FakeWebSocket.reset();
+});
+afterEach(() => {
+  closeAll();
+  vi.useRealTimers();
+});
+
+describe("heartbeat", () => {
+  it("pings after heartbeat_interval of silence, reconnects (4000) after another without an answer", async () => {
+    const h = harness();
+    const ws = await connected(h, { heartbeat_interval: 10 });
+    vi.advanceTimersByTime(9_999);
+    expect(ws.framesOfType("ping")).toHaveLength(0);
+    vi.advanceTimersByTime(1);
+    expect(ws.framesOfType("ping")).toEqual([{ type: "ping", payload: {} }]);
+    vi.advanceTimersByTime(9_999);
+    expect(h.client.status.state).toBe("open");
+    vi.advanceTimersByTime(1);
+    expect(ws.closedByClient?.code).toBe(4000);
+    expect(h.client.status).toMatchObject({ state: "reconnecting", code: 4000, retryInMs: 500 });
+    vi.advanceTimersByTime(500);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+  });
+
+  it("any frame counts as life: no ping while frames flow, and a pong ends the check", async () => {
+    const h = harness();
+    const ws = await connected(h, { heartbeat_interval: 10 });
+    for (let i = 1; i <= 5; i++) {
+      vi.advanceTimersByTime(6_000);
+      ws.deliver(ev("T", i));
+    }
+    expect(ws.framesOfType("ping")).toHaveLength(0);
+    vi.advanceTimersByTime(10_000);
+    expect(ws.framesOfType("ping")).toHaveLength(1);
+    vi.advanceTimersByTime(5_000);
+    ws.deliver({ type: "pong", payload: {} });
+    vi.advanceTimersByTime(9_000);
+    expect(h.client.status.state).toBe("open");
+    vi.advanceTimersByTime(1_000); // 10 s after the pong: a new ping, not a close
+    expect(ws.framesOfType("ping")).toHaveLength(2);
+    expect(ws.closedByClient).toBeNull();
+  });
+
+  it("stops with the socket: no ping on a closed connection", async () => {
+    const h = harness();
+    const ws = await connected(h, { heartbeat_interval: 10 });
+    h.client.close();
+    vi.advanceTimersByTime(60_000);
+    expect(ws.sent).toHaveLength(0);
+  });
+});
