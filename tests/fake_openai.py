@@ -2,7 +2,8 @@
 
 Scripted by the last user message:
     "tool: <expression>"  → streams a `calculator` tool call (argument deltas), then after
-                            the tool result streams "The answer is <result>."
+                            the tool result (one after the last user message) streams
+                            "The answer is <result>."
     "slow"                → streams a word every 0.1 s for a long time (stop/timeouts)
     "stall"               → sends one chunk, then nothing
     "fail <status>"       → answers HTTP <status> (500, 429, 400)
@@ -63,12 +64,15 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         messages = body.get("messages", [])
-        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        last_user_at = max((i for i, m in enumerate(messages) if m.get("role") == "user"),
+                           default=-1)
+        last_user = messages[last_user_at] if last_user_at >= 0 else {}
         content = last_user.get("content")
         if isinstance(content, list):
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         text = str(content or "")
-        tool_results = [m for m in messages if m.get("role") == "tool"]
+        # Only this turn's results: earlier turns' tool calls come along as history.
+        tool_results = [m for m in messages[last_user_at + 1:] if m.get("role") == "tool"]
         if text == "fail once":
             self.failed_once = getattr(self, "failed_once", 0) + 1
             if self.failed_once == 1:
@@ -83,7 +87,8 @@ class FakeOpenAI:
         if text.startswith("tool:") and not tool_results:
             expr = text.split(":", 1)[1].strip()
             args = json.dumps({"expression": expr})
-            parts = [{"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+            call_id = f"call_{len(self.requests)}"  # unique: earlier calls come as history
+            parts = [{"tool_calls": [{"index": 0, "id": call_id, "type": "function",
                                       "function": {"name": "calculator", "arguments": ""}}]}]
             parts += [{"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 5]}}]}
                       for i in range(0, len(args), 5)]

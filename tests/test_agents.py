@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from pydantic_ai.exceptions import ModelHTTPError
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
 from pydantic_ai.models.function import (
     AgentInfo,
     DeltaThinkingCalls,
@@ -21,7 +31,7 @@ from pydantic_ai.models.function import (
 )
 
 from runwire.agents.builtin import HELP_TEXT
-from runwire.agents.history import text_history
+from runwire.agents.history import dump_messages, text_history, thread_history
 from runwire.agents.registry import (
     AgentRegistry,
     AgentSpec,
@@ -34,6 +44,10 @@ from runwire.agents.scope import HistoryMessage, RunScope, SearchHit
 from runwire.errors import AgentFailure, ConfigError, ModelFailure, StorageUnavailable
 from runwire.ids import MessageId, RunId, ThreadId, UserId
 from runwire.protocol.codes import RunEventType
+from runwire.store import repo
+
+from .conftest import ServerHandle
+from .helpers import client
 
 StreamItem = str | DeltaToolCalls | DeltaThinkingCalls
 
@@ -242,6 +256,90 @@ async def test_history_reaches_the_model_as_requests_and_responses() -> None:
     assert second.parts[0].content == "hello!"
     assert isinstance(current, ModelRequest)
     assert [p.content for p in current.parts if isinstance(p, UserPromptPart)] == ["again"]
+
+
+async def test_an_outcome_holds_the_runs_own_model_messages_with_its_tool_call_and_result(
+) -> None:
+    runtime = AgentRuntime(model=scripted("calculator", {"expression": "6*7"}, "It is 42."),
+                           registry=default_registry(), builtin_delta_delay=0)
+    history = text_history([HistoryMessage("user", "hi"), HistoryMessage("assistant", "hello!")])
+    outcome = await runtime.execute(make_scope("what is 6*7?", sink=RecordingSink(),
+                                               history=history))
+    assert outcome.messages is not None
+    stored = ModelMessagesTypeAdapter.validate_json(outcome.messages)
+    # Only this run: its prompt once (not the history), the call, the result, the answer.
+    prompts = [p.content for m in stored if isinstance(m, ModelRequest)
+               for p in m.parts if isinstance(p, UserPromptPart)]
+    assert prompts == ["what is 6*7?"]
+    calls = [p for m in stored if isinstance(m, ModelResponse) for p in m.parts
+             if isinstance(p, ToolCallPart)]
+    returns = [p for m in stored if isinstance(m, ModelRequest) for p in m.parts
+               if isinstance(p, ToolReturnPart)]
+    assert [(c.tool_name, c.args_as_dict()) for c in calls] == [
+        ("calculator", {"expression": "6*7"})]
+    assert [(r.tool_call_id, r.content["result"]) for r in returns] == [(calls[0].tool_call_id, 42)]
+    assert isinstance(stored[-1], ModelResponse) and stored[-1].text == "It is 42."
+
+
+def _run_rows(run_id: str, question: str, answer: str) -> list[HistoryMessage]:
+    return [HistoryMessage("user", question, run_id), HistoryMessage("assistant", answer, run_id)]
+
+
+def _stored_tool_run(question: str, call_id: str) -> str:
+    return dump_messages([
+        ModelRequest(parts=[UserPromptPart(question)]),
+        ModelResponse(parts=[ToolCallPart("calculator", {"expression": "1+1"}, call_id)]),
+        ModelRequest(parts=[ToolReturnPart("calculator", {"result": 2}, call_id)]),
+        ModelResponse(parts=[TextPart("It is 2.")]),
+    ])
+
+
+def test_thread_history_replaces_runs_by_their_stored_messages_and_drops_cut_off_runs() -> None:
+    rows = [HistoryMessage("assistant", "answer of a cut-off run", "r0"),
+            *_run_rows("r1", "first", "It is 2."), *_run_rows("r2", "second", "partial")]
+    history = thread_history(rows, {"r0": _stored_tool_run("zero", "c0"),
+                                    "r1": _stored_tool_run("first", "c1")})
+    kinds = [(type(m).__name__, [type(p).__name__ for p in m.parts]) for m in history]
+    assert kinds == [
+        ("ModelRequest", ["UserPromptPart"]), ("ModelResponse", ["ToolCallPart"]),
+        ("ModelRequest", ["ToolReturnPart"]), ("ModelResponse", ["TextPart"]),
+        ("ModelRequest", ["UserPromptPart"]), ("ModelResponse", ["TextPart"]),  # r2: texts
+    ]
+    assert "zero" not in dump_messages(history)
+    assert isinstance(history[4], ModelRequest) and history[4].parts[0].content == "second"
+
+
+def test_thread_history_falls_back_to_texts_for_unreadable_stored_messages(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="runwire.agents.history"):
+        history = thread_history(_run_rows("r1", "first", "It is 2."), {"r1": '[{"kind": 3'})
+    assert [(type(m).__name__, [getattr(p, "content", None) for p in m.parts])
+            for m in history] == [("ModelRequest", ["first"]), ("ModelResponse", ["It is 2."])]
+    assert "r1" in caplog.text and "unreadable" in caplog.text
+
+
+async def test_the_builtin_model_answers_a_follow_up_over_a_stored_tool_run(
+    server: ServerHandle,
+) -> None:
+    async with client(server) as c:
+        ack, frames = await c.ask("what time is it in Tokyo?")
+        assert [f["payload"]["tool_name"] for f in frames if f["type"] == "tool_completed"] == [
+            "current_time"]
+        _, frames = await c.ask("and in Paris?", thread_id=ack["payload"]["thread_id"])
+    calls = [f["payload"] for f in frames if f["type"] == "tool_executing"]
+    assert [(p["tool_name"], p["tool_args"]) for p in calls] == [
+        ("current_time", {"timezone": "Europe/Paris"})]
+    assert "Paris" in frames[-1]["payload"]["result"]
+    assert "Tokyo" not in frames[-1]["payload"]["result"]
+
+    async def stored() -> str | None:
+        async with server.services.db.read() as session:
+            found = await repo.run_model_messages(session, "alice", [ack["payload"]["run_id"]])
+        return found.get(ack["payload"]["run_id"])
+
+    data = server.call(stored)
+    assert data is not None and "current_time" in data and "Asia/Tokyo" in data
 
 
 async def test_streamed_reasoning_becomes_one_agent_thinking_per_thought() -> None:

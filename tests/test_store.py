@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -170,3 +171,88 @@ async def test_unreachable_database_is_storage_unavailable(tmp_path: Path) -> No
             await s.execute(select(1))
     assert await database.ping() is False
     await database.aclose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A database without any migration applied, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rw.db'}")
+        yield database
+        await database.aclose()
+        return
+    if not await pg_available():
+        missing_service(f"PostgreSQL is not reachable at {PG_HOST}")
+    async with fresh_database() as url:
+        database = Database(url)
+        yield database
+        await database.aclose()
+
+
+async def alembic(db: Database, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from runwire.store.db import MIGRATIONS_DIR
+
+    def run(sync_conn: object) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.attributes["connection"] = sync_conn
+        getattr(command, action)(cfg, revision)
+
+    async with db.engine.connect() as conn:
+        await conn.run_sync(run)
+        await conn.commit()
+
+
+async def test_migration_0003_adds_model_messages_to_existing_runs_and_goes_back(
+    empty_db: Database,
+) -> None:
+    await alembic(empty_db, "upgrade", "0002")
+    now = utc_now()
+    async with empty_db.write() as s:
+        thread = await repo.create_thread(s, "u", "t")
+        await s.execute(text(
+            "INSERT INTO runs (id, thread_id, user_id, message_id, agent, status, attempt, "
+            "created_at) VALUES ('r-old', :t, 'u', 'm', 'x', 'completed', 0, :now)"),
+            {"t": thread.id, "now": now})
+    await empty_db.migrate()
+    async with empty_db.read() as s:
+        assert await repo.run_model_messages(s, "u", ["r-old"]) == {}
+        assert (await s.execute(text("SELECT model_messages FROM runs"))).scalar_one() is None
+    await alembic(empty_db, "downgrade", "0002")
+    async with empty_db.engine.connect() as conn:
+        columns = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("runs")})
+    assert "model_messages" not in columns and "cancel_requested" in columns
+
+
+async def test_a_runs_model_messages_are_stored_with_its_end_and_read_by_its_owner_only(
+    db: Database,
+) -> None:
+    big = json.dumps([{"kind": "request", "parts": [
+        {"part_kind": "user-prompt", "content": "x" * 200_000}]}])
+    async with db.write() as s:
+        thread = await repo.create_thread(s, "alice", "t")
+        run = await repo.create_run(s, user_id="alice", thread_id=thread.id, message_id="q1",
+                                    agent="x", request={})
+        await repo.add_message(s, user_id="alice", thread_id=thread.id, message_id="q1",
+                               role="user", content="question", run_id=run.id)
+        assert await repo.mark_ended(s, run.id, "completed", model_messages=big)
+        # Rows of another user under the same thread id (runwire never writes them): the
+        # history query must not trust the thread id alone.
+        other = await repo.create_run(s, user_id="bob", thread_id=thread.id, message_id="b1",
+                                      agent="x", request={})
+        await repo.add_message(s, user_id="bob", thread_id=thread.id, message_id="b1",
+                               role="user", content="bob's secret", run_id=other.id)
+        assert await repo.mark_ended(s, other.id, "completed", model_messages="[]")
+        current = await repo.add_message(s, user_id="alice", thread_id=thread.id,
+                                         message_id="q2", role="user", content="now",
+                                         run_id=None)
+    async with db.read() as s:
+        rows = await repo.history(s, "alice", thread.id, before_id=current.id, limit=10)
+        stored = await repo.run_model_messages(s, "alice", [run.id, other.id, "missing"])
+        loaded = await s.get(Run, run.id)
+        assert loaded is not None and "model_messages" in inspect(loaded).unloaded
+    assert [m.message_id for m in rows] == ["q1"]
+    assert stored == {run.id: big}
