@@ -168,27 +168,29 @@ export class RunwireClient {
 
   // ---- connecting ----------------------------------------------------------------------
 
-  /** Opens the connection (no-op while open or connecting). Resolves once the socket is
-   * being opened, not when it is established (watch `status`). */
+  /**
+   * Opens the connection (no-op while open, connecting or waiting to retry). Asks
+   * `getToken(false)` for the current token (falling back to the last one). Resolves once
+   * the socket is being opened, not when it is established (watch `status`).
+   */
   async connect(): Promise<void> {
     if (this.ws || this.reconnectTimer) return;
     this.stopped = false;
+    this.refreshed = false;
     this.attachNetwork();
-    if (!this.token) {
-      let token: string | null = null;
-      try {
-        token = await this.getToken(false);
-      } catch (err) {
-        console.error("runwire: getToken failed", err);
-      }
-      if (this.stopped) return;
-      if (!token) {
-        this.setStatus({ state: "closed", code: 4001, reason: "no token", retryInMs: null });
-        return;
-      }
-      this.token = token;
+    let token: string | null = null;
+    try {
+      token = await this.getToken(false);
+    } catch (err) {
+      console.error("runwire: getToken failed", err);
     }
-    if (this.ws || this.reconnectTimer) return;
+    if (this.stopped || this.ws || this.reconnectTimer) return;
+    token ??= this.token;
+    if (!token) {
+      this.setStatus({ state: "closed", code: 4001, reason: "no token", retryInMs: null });
+      return;
+    }
+    this.token = token;
     this.open();
   }
 

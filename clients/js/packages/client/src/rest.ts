@@ -65,6 +65,9 @@ export interface Problem {
   status?: number;
   detail?: string;
   instance?: string;
+  /** runwire's machine-readable code (`unauthorized`, `not_found`, `rate_limited`, ...). */
+  code?: string;
+  retry_after_ms?: number;
   [extension: string]: unknown;
 }
 

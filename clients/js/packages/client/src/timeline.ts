@@ -251,7 +251,9 @@ function reduce(tl: Timeline, ev: ThreadEvent): Timeline {
       const old = find(items, "message", id);
       const known = tl.deltas[id];
       // An answer already final (agent_response applied) ignores late deltas.
-      if (old && known === undefined) return tl;
+      if (old && known === undefined) {
+        return old.seq > seq ? { ...tl, items: upsert(items, { ...old, seq }) } : tl;
+      }
       const pairs: Array<[number, string]> = [...(known ?? []), [seq, str(p, "delta") ?? ""]];
       pairs.sort((a, b) => a[0] - b[0]);
       const item: MessageItem = {

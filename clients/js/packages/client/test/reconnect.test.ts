@@ -151,6 +151,20 @@ describe("reconnect by close code", () => {
     expect(FakeWebSocket.last.protocols).toEqual(["runwire.v1", "jwt." + base64url("c")]);
   });
 
+  it("after closed 4001, connect() asks for the current token and may refresh again", async () => {
+    const h = harness({}, ["old", "old", "new", "newer"]);
+    const ws = await connected(h);
+    ws.serverClose(4001);
+    await settle();
+    expect(h.client.status).toMatchObject({ state: "closed", code: 4001 });
+    await h.client.connect(); // the user signed in again
+    expect(FakeWebSocket.last.protocols).toEqual(["runwire.v1", "jwt." + base64url("new")]);
+    FakeWebSocket.last.serverClose(4001);
+    await settle();
+    expect(FakeWebSocket.instances).toHaveLength(3);
+    expect(FakeWebSocket.last.protocols).toEqual(["runwire.v1", "jwt." + base64url("newer")]);
+  });
+
   it("1000 (idle) → closed; the next send() reconnects on demand", async () => {
     const h = harness();
     const ws = await connected(h);
