@@ -47,12 +47,12 @@ class _Server(RunwireServer):
 class ServerHandle:
     """A running server: its URLs, settings, tokens and (for assertions) its services."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, port: int = 0) -> None:
         self.settings = settings
         self.tokens = TokenService(settings)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
@@ -126,8 +126,14 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 def server_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callable[..., ServerHandle]]:
     started: list[ServerHandle] = []
 
-    def make(**overrides: Any) -> ServerHandle:
-        handle = ServerHandle(settings_factory(**overrides)).start()
+    def make(*, replacing: ServerHandle | None = None, **overrides: Any) -> ServerHandle:
+        """A new server; ``replacing=old`` stops ``old`` (gracefully, as SIGTERM does)
+        and starts its successor on the same port, data and settings: a restart."""
+        if replacing is not None:
+            replacing.stop()
+            handle = ServerHandle(replacing.settings, port=replacing.port).start()
+        else:
+            handle = ServerHandle(settings_factory(**overrides)).start()
         started.append(handle)
         return handle
 

@@ -1,0 +1,191 @@
+// React bindings: <RunwireProvider> owns one ThreadStore per client; the hooks read it.
+
+import {
+  createContext,
+  useCallback,
+  useContext,
+  useEffect,
+  useMemo,
+  useRef,
+  useSyncExternalStore,
+  type ReactNode,
+} from "react";
+import type {
+  ConnectionEstablished,
+  ConnectionStatus,
+  LocalHistory,
+  MessageItem,
+  OutboxItem,
+  RestClient,
+  RunItem,
+  RunwireClient,
+  SendOptions,
+  ThreadOut,
+  Timeline,
+  TimelineItem,
+} from "@runwire/client";
+import { DRAFT, ThreadStore, type LoadState } from "./store.ts";
+
+const StoreContext = createContext<ThreadStore | null>(null);
+
+export interface RunwireProviderProps {
+  client: RunwireClient;
+  rest: RestClient;
+  /** Local history (IndexedDB in browsers); null keeps nothing across reloads. */
+  history?: LocalHistory | null;
+  /** Connect when mounted (default true) and close when unmounted. */
+  autoConnect?: boolean;
+  children: ReactNode;
+}
+
+export function RunwireProvider(props: RunwireProviderProps): ReactNode {
+  const { client, rest, history = null, autoConnect = true, children } = props;
+  const store = useMemo(() => new ThreadStore(client, rest, history), [client, rest, history]);
+  useEffect(() => {
+    const detach = store.attach();
+    void store.loadThreads();
+    if (autoConnect) void client.connect();
+    return () => {
+      detach();
+      if (autoConnect) client.close();
+    };
+  }, [store, client, autoConnect]);
+  return <StoreContext.Provider value={store}>{children}</StoreContext.Provider>;
+}
+
+/** The ThreadStore of the nearest provider (for advanced use). */
+export function useRunwireStore(): ThreadStore {
+  const store = useContext(StoreContext);
+  if (!store) throw new Error("runwire hooks need a <RunwireProvider> above them");
+  return store;
+}
+
+export interface ConnectionView extends ConnectionStatus {
+  established: ConnectionEstablished | null;
+}
+
+/** The connection's state, close code and the server's `connection_established`. */
+export function useConnection(): ConnectionView {
+  const { client } = useRunwireStore();
+  const cache = useRef<ConnectionView | null>(null);
+  const subscribe = useCallback((fn: () => void) => {
+    const offs = [client.on("status", fn), client.on("frame", fn)];
+    return () => { for (const off of offs) off(); };
+  }, [client]);
+  const snapshot = useCallback((): ConnectionView => {
+    const prev = cache.current;
+    const s = client.status;
+    if (prev && prev.state === s.state && prev.code === s.code && prev.reason === s.reason
+        && prev.attempt === s.attempt && prev.retryInMs === s.retryInMs
+        && prev.established === client.established) return prev;
+    cache.current = { ...s, established: client.established };
+    return cache.current;
+  }, [client]);
+  return useSyncExternalStore(subscribe, snapshot, snapshot);
+}
+
+export interface ThreadsView {
+  threads: readonly ThreadOut[];
+  load: LoadState;
+  error: string | null;
+  rename: (threadId: string, title: string) => Promise<void>;
+  remove: (threadId: string) => Promise<void>;
+  refresh: () => Promise<void>;
+}
+
+/** The user's threads, newest first, kept live by thread_created/updated/deleted. */
+export function useThreads(): ThreadsView {
+  const store = useRunwireStore();
+  const list = useSyncExternalStore(store.subscribe, () => store.threads(), () => store.threads());
+  return useMemo(() => ({
+    ...list,
+    rename: (id: string, title: string) => store.rename(id, title),
+    remove: (id: string) => store.remove(id),
+    refresh: () => store.loadThreads(),
+  }), [list, store]);
+}
+
+/**
+ * ready: nothing in flight; submitted: a message is queued/sent or its run is queued;
+ * streaming: the run is executing; error: the last run failed or a message was refused.
+ */
+export type AgentStatus = "ready" | "submitted" | "streaming" | "error";
+
+export interface AgentView {
+  threadId: string | null;
+  timeline: Timeline;
+  items: readonly TimelineItem[];
+  messages: readonly MessageItem[];
+  status: AgentStatus;
+  /** The queued or running run, if any. */
+  activeRun: RunItem | null;
+  load: LoadState;
+  loadError: string | null;
+  source: "none" | "cache" | "server";
+  send: (content: string, opts?: Omit<SendOptions, "threadId">) => OutboxItem;
+  stop: () => boolean;
+  retry: (messageId: string) => void;
+}
+
+export interface UseAgentOptions {
+  /** A message sent with threadId null started this thread (select it). */
+  onThreadCreated?: (threadId: string) => void;
+}
+
+function statusOf(timeline: Timeline, activeRun: RunItem | null): AgentStatus {
+  if (activeRun?.status === "running") return "streaming";
+  if (activeRun?.status === "queued") return "submitted";
+  const items = timeline.items;
+  for (let i = items.length - 1; i >= 0; i -= 1) {
+    const item = items[i];
+    if (!item) continue;
+    if (item.kind === "message" && item.role === "user" && item.outbox !== null) {
+      return item.outbox === "failed" ? "error" : "submitted";
+    }
+    if (item.kind === "run") return item.status === "failed" || item.status === "timed_out" ? "error" : "ready";
+  }
+  return "ready";
+}
+
+/** One thread (null: a new chat): its timeline, status, and send/stop. */
+export function useAgent(threadId: string | null, opts: UseAgentOptions = {}): AgentView {
+  const store = useRunwireStore();
+  const key = threadId ?? DRAFT;
+  const entry = useSyncExternalStore(store.subscribe, () => store.entry(key), () => store.entry(key));
+  const onCreated = useRef(opts.onThreadCreated);
+  onCreated.current = opts.onThreadCreated;
+
+  useEffect(() => {
+    if (threadId) void store.open(threadId);
+  }, [store, threadId]);
+  useEffect(() => {
+    if (threadId) return undefined;
+    return store.onThreadCreated((id) => onCreated.current?.(id));
+  }, [store, threadId]);
+
+  return useMemo(() => {
+    const timeline = entry?.timeline ?? { ...EMPTY, threadId: key };
+    const active = timeline.activeRunId
+      ? timeline.items.find((i): i is RunItem => i.kind === "run" && i.runId === timeline.activeRunId) ?? null
+      : null;
+    return {
+      threadId,
+      timeline,
+      items: timeline.items,
+      messages: timeline.items.filter((i): i is MessageItem => i.kind === "message"),
+      status: statusOf(timeline, active),
+      activeRun: active,
+      load: entry?.load ?? "idle",
+      loadError: entry?.error ?? null,
+      source: entry?.source ?? "none",
+      send: (content: string, o: Omit<SendOptions, "threadId"> = {}) => store.send(threadId, content, o),
+      stop: () => (threadId ? store.stop(threadId) : false),
+      retry: (messageId: string) => store.client.retry(messageId),
+    };
+  }, [entry, key, store, threadId]);
+}
+
+const EMPTY: Timeline = {
+  threadId: DRAFT, items: [], lastSeq: 0, contiguousSeq: 0, aboveSeqs: [], deltas: {},
+  activeRunId: null,
+};

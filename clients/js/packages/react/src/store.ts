@@ -1,0 +1,354 @@
+// ThreadStore: the reconciled state of every thread the page knows, fed by one
+// RunwireClient. Framework-free; the React hooks read it with useSyncExternalStore.
+//
+// Why one store for all threads: every connection receives the events of all the user's
+// threads (a second tab sees what the first started). Events of a thread that is not loaded
+// yet wait in `pending` and are applied on top of what loads (local cache or REST); the
+// timeline reducer is idempotent by seq and orders by seq, so the order in which the live
+// events, the cache and REST arrive does not matter: each event is shown once, in place.
+
+import {
+  addOptimistic,
+  applyEvent,
+  applyEvents,
+  emptyTimeline,
+  timelineFromMessages,
+  updateOptimistic,
+  type EventsPage,
+  type LocalHistory,
+  type MessageItem,
+  type OutboxItem,
+  type OutboxState,
+  type RestClient,
+  type RunwireClient,
+  type SendOptions,
+  type ServerFrame,
+  type ThreadEvent,
+  type ThreadOut,
+  type Timeline,
+} from "@runwire/client";
+
+export type LoadState = "idle" | "loading" | "loaded" | "error";
+
+export interface ThreadEntry {
+  readonly timeline: Timeline;
+  readonly load: LoadState;
+  readonly error: string | null;
+  /** Where the shown history came from first (a reload shows the cache at once). */
+  readonly source: "none" | "cache" | "server";
+}
+
+export interface ThreadList {
+  readonly threads: readonly ThreadOut[];
+  readonly load: LoadState;
+  readonly error: string | null;
+}
+
+type Listener = () => void;
+
+const MAX_EVENT_PAGES = 4; // 4 × 500 events: more than the default retention (1000)
+const SAVE_DELAY_MS = 400;
+/** Key of the timeline that holds optimistic messages of a thread not created yet. */
+export const DRAFT = "";
+
+/** An optimistic timeline message as the outbox item it stands for. */
+function asOutbox(item: MessageItem, threadId: string, state?: OutboxState): OutboxItem {
+  return {
+    messageId: item.id, content: item.content, threadId, state: state ?? item.outbox ?? "queued",
+    error: null, runId: item.runId, createdAt: Date.now(),
+  };
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class ThreadStore {
+  private readonly entries = new Map<string, ThreadEntry>();
+  private readonly pending = new Map<string, ThreadEvent[]>();
+  private readonly listeners = new Set<Listener>();
+  private readonly createdListeners = new Set<(threadId: string, messageId: string) => void>();
+  private readonly saveTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private list: ThreadList = { threads: [], load: "idle", error: null };
+
+  constructor(
+    readonly client: RunwireClient,
+    readonly rest: RestClient,
+    readonly history: LocalHistory | null = null,
+  ) {
+    this.entries.set(DRAFT, { timeline: emptyTimeline(DRAFT), load: "loaded", error: null, source: "none" });
+  }
+
+  /** Start listening to the client; returns the function that stops it (idempotent pair,
+   *  so React's StrictMode double effects are harmless). */
+  attach(): () => void {
+    const client = this.client;
+    const offs = [
+      client.on("event", (ev) => this.onEvent(ev)),
+      client.on("frame", (f) => this.onFrame(f)),
+      client.on("outbox", (items) => this.onOutbox(items)),
+      client.on("status", (s) => {
+        // Threads created or renamed while this page was offline.
+        if (s.state === "open" && this.list.load === "loaded") void this.loadThreads();
+      }),
+    ];
+    let attached = true;
+    if (this.history) {
+      // Messages an earlier page could not send: back in the queue, shown where they belong.
+      void this.history.loadOutbox().then((items) => {
+        if (!attached || !items.length) return;
+        this.client.restoreOutbox(items);
+        for (const item of this.client.outbox) {
+          const key = item.threadId ?? DRAFT;
+          const entry = this.entries.get(key);
+          if (key === DRAFT || entry?.load === "loaded") {
+            this.put(key, { timeline: addOptimistic(entry?.timeline ?? emptyTimeline(key), item) });
+          }
+        }
+      });
+    }
+    return () => {
+      attached = false;
+      for (const off of offs) off();
+      for (const t of this.saveTimers.values()) clearTimeout(t);
+      this.saveTimers.clear();
+    };
+  }
+
+  // ---- subscription (useSyncExternalStore) ---------------------------------------------
+
+  subscribe = (fn: Listener): (() => void) => {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  };
+
+  /** Called when a message sent without a thread started one. */
+  onThreadCreated(fn: (threadId: string, messageId: string) => void): () => void {
+    this.createdListeners.add(fn);
+    return () => this.createdListeners.delete(fn);
+  }
+
+  private notify(): void {
+    for (const fn of [...this.listeners]) fn();
+  }
+
+  entry(threadId: string | null): ThreadEntry | undefined {
+    return this.entries.get(threadId ?? DRAFT);
+  }
+
+  threads(): ThreadList {
+    return this.list;
+  }
+
+  private put(threadId: string, patch: Partial<ThreadEntry>): void {
+    const old = this.entries.get(threadId) ?? {
+      timeline: emptyTimeline(threadId), load: "idle" as const, error: null, source: "none" as const,
+    };
+    const next = { ...old, ...patch };
+    if (next.timeline === old.timeline && next.load === old.load && next.error === old.error
+        && next.source === old.source) return;
+    this.entries.set(threadId, next);
+    if (threadId !== DRAFT && next.load === "loaded" && next.timeline !== old.timeline) {
+      this.scheduleSave(threadId);
+    }
+    this.notify();
+  }
+
+  // ---- sending -------------------------------------------------------------------------
+
+  send(threadId: string | null, content: string, opts: Omit<SendOptions, "threadId"> = {}): OutboxItem {
+    const item = this.client.send(content, { ...opts, threadId });
+    const key = threadId ?? DRAFT;
+    const entry = this.entries.get(key);
+    this.put(key, { timeline: addOptimistic(entry?.timeline ?? emptyTimeline(key), item) });
+    return item;
+  }
+
+  stop(threadId: string): boolean {
+    return this.client.stop({ threadId });
+  }
+
+  // ---- loading -------------------------------------------------------------------------
+
+  /** Show a thread: the local cache at once, then the server's log; follow it live. */
+  async open(threadId: string): Promise<void> {
+    const entry = this.entries.get(threadId);
+    if (entry && (entry.load === "loading" || entry.load === "loaded")) return;
+    this.put(threadId, { load: "loading", error: null });
+    const cached = this.history ? await this.history.load(threadId).catch(() => null) : null;
+    if (cached) {
+      this.settle(threadId, cached, "cache");
+      return; // resume (in settle) asks the server for everything after the cache
+    }
+    await this.loadFromServer(threadId);
+  }
+
+  /** Load a thread from REST (no cache, or the replay could not prove continuity). */
+  async loadFromServer(threadId: string): Promise<void> {
+    try {
+      let base = emptyTimeline(threadId);
+      let after = 0;
+      let page: EventsPage | null = null;
+      for (let i = 0; i < MAX_EVENT_PAGES; i += 1) {
+        page = await this.rest.events(threadId, { afterSeq: after, limit: 500 });
+        if (i === 0 && page.first_retained_seq !== null && page.first_retained_seq > 1) {
+          // Older events were pruned: the stored messages stand in for them.
+          const msgs = await this.rest.messages(threadId, { limit: 100 });
+          base = timelineFromMessages(threadId, msgs.items, page.first_retained_seq - 1);
+        }
+        base = applyEvents(base, page.items as ThreadEvent[]);
+        const last = page.items.at(-1) as ThreadEvent | undefined;
+        if (!page.next_cursor || !last) break;
+        after = last.seq;
+      }
+      this.settle(threadId, base, "server");
+    } catch (err) {
+      this.put(threadId, { load: "error", error: message(err) });
+    }
+  }
+
+  private settle(threadId: string, base: Timeline, source: ThreadEntry["source"]): void {
+    const current = this.entries.get(threadId)?.timeline;
+    let timeline = applyEvents(base, this.pending.get(threadId) ?? []);
+    this.pending.delete(threadId);
+    // Optimistic messages (sent while loading, or restored from an earlier page) stay.
+    for (const item of current?.items ?? []) {
+      if (item.kind === "message" && item.outbox !== null) {
+        timeline = addOptimistic(timeline, asOutbox(item, threadId));
+      }
+    }
+    for (const queued of this.client.outbox) {
+      if (queued.threadId === threadId) timeline = addOptimistic(timeline, queued);
+    }
+    this.put(threadId, { timeline, load: "loaded", error: null, source });
+    this.client.follow(threadId, timeline.contiguousSeq); // resumes after it, now and on reconnects
+  }
+
+  /** Saves soon while a run streams (one write per burst), at once when nothing is in
+   *  flight: a reload right after an answer finds it in the cache. */
+  private scheduleSave(threadId: string): void {
+    if (!this.history) return;
+    clearTimeout(this.saveTimers.get(threadId));
+    this.saveTimers.delete(threadId);
+    const save = (): void => {
+      this.saveTimers.delete(threadId);
+      const entry = this.entries.get(threadId);
+      if (entry && this.history) void this.history.save(entry.timeline).catch(() => undefined);
+    };
+    if (this.entries.get(threadId)?.timeline.activeRunId === null) save();
+    else this.saveTimers.set(threadId, setTimeout(save, SAVE_DELAY_MS));
+  }
+
+  // ---- threads list --------------------------------------------------------------------
+
+  async loadThreads(): Promise<void> {
+    if (this.list.load === "idle") this.setList({ load: "loading" });
+    try {
+      const page = await this.rest.listThreads({ limit: 100 });
+      this.setList({ threads: page.items, load: "loaded", error: null });
+    } catch (err) {
+      this.setList({ load: "error", error: message(err) });
+    }
+  }
+
+  async rename(threadId: string, title: string): Promise<void> {
+    const t = await this.rest.renameThread(threadId, title);
+    this.upsertThread(t.thread_id, t.title);
+  }
+
+  async remove(threadId: string): Promise<void> {
+    await this.rest.deleteThread(threadId);
+    this.forget(threadId);
+  }
+
+  private setList(patch: Partial<ThreadList>): void {
+    this.list = { ...this.list, ...patch };
+    this.notify();
+  }
+
+  private upsertThread(threadId: string, title: string): void {
+    const now = new Date().toISOString();
+    const known = this.list.threads.find((t) => t.thread_id === threadId);
+    const threads = known
+      ? this.list.threads.map((t) => (t.thread_id === threadId ? { ...t, title } : t))
+      : [{ thread_id: threadId, title, created_at: now, updated_at: now, last_seq: 0 },
+        ...this.list.threads];
+    this.setList({ threads });
+  }
+
+  private forget(threadId: string): void {
+    this.entries.delete(threadId);
+    this.pending.delete(threadId);
+    clearTimeout(this.saveTimers.get(threadId));
+    void this.history?.remove(threadId).catch(() => undefined);
+    this.setList({ threads: this.list.threads.filter((t) => t.thread_id !== threadId) });
+  }
+
+  // ---- what the connection brings ------------------------------------------------------
+
+  private onEvent(ev: ThreadEvent): void {
+    const entry = this.entries.get(ev.thread_id);
+    if (entry?.load === "loaded") {
+      this.put(ev.thread_id, { timeline: applyEvent(entry.timeline, ev) });
+      return;
+    }
+    const waiting = this.pending.get(ev.thread_id) ?? [];
+    if (waiting.length < 5000) waiting.push(ev);
+    this.pending.set(ev.thread_id, waiting);
+  }
+
+  private onFrame(f: ServerFrame): void {
+    const p = f.payload as Record<string, unknown>;
+    switch (f.type) {
+      case "message_ack":
+        this.adoptDraft(String(p.message_id), String(p.thread_id));
+        break;
+      case "thread_created":
+      case "thread_updated":
+        this.upsertThread(String(p.thread_id), String(p.title));
+        break;
+      case "thread_deleted":
+        this.forget(String(p.thread_id));
+        break;
+      case "replay_complete":
+        if (p.complete === false) {
+          // The server could not prove continuity (pruned, or ahead after a crash).
+          const id = String(p.thread_id);
+          this.entries.delete(id);
+          void this.history?.remove(id).catch(() => undefined);
+          void this.loadFromServer(id);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** A message sent from the "new chat" view was stored: it now lives in its thread. */
+  private adoptDraft(messageId: string, threadId: string): void {
+    const draft = this.entries.get(DRAFT);
+    const item = draft?.timeline.items.find((i) => i.kind === "message" && i.id === messageId);
+    if (!draft || !item) return;
+    const rest = { ...draft.timeline, items: draft.timeline.items.filter((i) => i !== item) };
+    this.put(DRAFT, { timeline: rest });
+    const target = this.entries.get(threadId);
+    const stored = target?.timeline.items.some((i) => i.kind === "message" && i.id === messageId);
+    if (!stored && item.kind === "message") {
+      const timeline = addOptimistic(target?.timeline ?? emptyTimeline(threadId),
+                                     asOutbox(item, threadId, "acked"));
+      this.put(threadId, { timeline });
+    }
+    for (const fn of [...this.createdListeners]) fn(threadId, messageId);
+  }
+
+  private onOutbox(items: readonly OutboxItem[]): void {
+    void this.history?.saveOutbox(items).catch(() => undefined);
+    for (const item of items) {
+      const key = item.threadId ?? DRAFT;
+      const entry = this.entries.get(key);
+      if (!entry) continue;
+      const timeline = updateOptimistic(entry.timeline, item);
+      if (timeline !== entry.timeline) this.put(key, { timeline });
+    }
+  }
+}

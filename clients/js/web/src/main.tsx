@@ -1,0 +1,53 @@
+// The chat page: token from the URL fragment, one RunwireClient, the React app.
+import { IndexedDbHistory, RestClient, RunwireClient, type LocalHistory } from "@runwire/client";
+import { RunwireProvider } from "@runwire/react";
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { App } from "./App.tsx";
+import { TokenGate } from "./components/TokenGate.tsx";
+import "./style.css";
+import { claimsOf, isExpired, takeToken } from "./token.ts";
+
+const root = createRoot(document.getElementById("root") as HTMLElement);
+
+function gate(reason: "missing" | "expired" | "invalid"): void {
+  root.render(<StrictMode><TokenGate reason={reason} /></StrictMode>);
+}
+
+async function openHistory(userId: string): Promise<LocalHistory | null> {
+  try {
+    return await IndexedDbHistory.open(`runwire:${userId}`, { maxMessages: 500 });
+  } catch {
+    return null; // no IndexedDB (private mode): the page works, reloads load from the server
+  }
+}
+
+async function main(): Promise<void> {
+  const token = takeToken();
+  if (!token) return gate("missing");
+  const claims = claimsOf(token);
+  if (!claims?.sub) return gate("invalid");
+  if (isExpired(token)) return gate("expired");
+  let current = token;
+  // A refresh has nothing new to offer unless another token was stored (the gate's form).
+  const getToken = async (refresh: boolean): Promise<string | null> => {
+    if (!refresh) return current;
+    const stored = sessionStorage.getItem("runwire.token");
+    if (stored && stored !== current && !isExpired(stored)) current = stored;
+    else return null;
+    return current;
+  };
+  const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const client = new RunwireClient({ url: wsUrl, getToken });
+  const rest = new RestClient({ baseUrl: "", getToken });
+  const history = await openHistory(claims.sub);
+  root.render(
+    <StrictMode>
+      <RunwireProvider client={client} rest={rest} history={history}>
+        <App userId={claims.sub} />
+      </RunwireProvider>
+    </StrictMode>,
+  );
+}
+
+void main();
