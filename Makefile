@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+JS := clients/js
+JS_STAMP := $(JS)/node_modules/.installed
+WEB_BUNDLE := src/runwire/web/static/index.html
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint typecheck pytest tools migrate bench clean lock screenshot
+.PHONY: run test install lint typecheck pytest tools migrate bench clean lock screenshot web js-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,15 +24,17 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml | $(PY)
 install: $(STAMP)
 
 ## Start the server on the embedded default (SQLite + in-process bus + builtin model).
-run: install
+## The chat page ships built inside the package; it is built here only when missing.
+run: install $(WEB_BUNDLE)
 	$(VENV)/bin/runwire migrate
 	$(VENV)/bin/runwire serve --host $(HOST) --port $(PORT)
 
 migrate: install
 	$(VENV)/bin/runwire migrate
 
-## Every check: lint, types, the whole test suite (real server, real browser).
-test: install tools
+## Every check: lint, types, the JS packages' tests and bundle check, the whole test
+## suite (real server, real browser).
+test: install tools js-test
 	$(VENV)/bin/ruff check src tests examples
 	$(VENV)/bin/mypy --strict src
 	$(VENV)/bin/pytest
@@ -42,6 +47,24 @@ typecheck: install
 
 pytest: install
 	$(VENV)/bin/pytest
+
+## The JavaScript workspace (clients/js): locked install, then the chat page's bundle.
+$(JS_STAMP): $(JS)/package-lock.json $(JS)/package.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+$(WEB_BUNDLE):
+	$(MAKE) web
+
+## Rebuild the chat page into src/runwire/web/static (commit the result).
+web: $(JS_STAMP)
+	cd $(JS) && npm run --silent build
+
+## Client types, unit tests (vitest) and the committed bundle matching the sources.
+js-test: $(JS_STAMP)
+	cd $(JS) && npm run --silent typecheck
+	cd $(JS) && npm test --silent
+	cd $(JS) && npm run --silent check-bundle
 
 ## Debian tools the tests drive: chromium (browser tests), promtool (alert rules).
 ## Installed with apt-get when missing (needs root).
