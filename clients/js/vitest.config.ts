@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config";
 // `// @vitest-environment jsdom` on their first line.
 export default defineConfig({
   test: {
-    include: ["packages/*/test/**/*.test.{ts,tsx}"],
+    include: ["packages/*/test/**/*.test.{ts,tsx}", "web/test/**/*.test.{ts,tsx}"],
     environment: "node",
     restoreMocks: true,
   },

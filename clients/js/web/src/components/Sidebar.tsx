@@ -62,7 +62,7 @@ export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
                 <button type="button" data-testid="thread-rename" aria-label={`Rename ${t.title}`}
                         onClick={() => { setEditing(t.thread_id); setDraft(t.title); }}>✎</button>
                 <button type="button" data-testid="thread-delete" aria-label={`Delete ${t.title}`}
-                        onClick={() => setConfirming(t.thread_id)}>🗑</button>
+                        onClick={() => setConfirming(t.thread_id)}>×</button>
               </span>
             )}
           </li>

@@ -1,0 +1,190 @@
+// @vitest-environment jsdom
+import {
+  MemoryHistory,
+  RestClient,
+  RunwireClient,
+  applyEvents,
+  emptyTimeline,
+  type ThreadEvent,
+} from "@runwire/client";
+import { act, cleanup, renderHook, waitFor } from "@testing-library/react";
+import { useState, type ReactNode } from "react";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { FakeWebSocket, ev } from "../../client/test/fake-ws.ts";
+import { RunwireProvider, useAgent, useConnection, useThreads } from "../src/index.ts";
+
+type Route = (url: string, init: RequestInit | undefined) => unknown;
+
+/** A fetch stub: answers by path, records every call. */
+function fakeFetch(routes: Record<string, Route>) {
+  const calls: Array<{ url: string; method: string }> = [];
+  const fetch = vi.fn(async (input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input);
+    calls.push({ url, method: init?.method ?? "GET" });
+    const key = Object.keys(routes).find((k) => url.includes(k));
+    if (!key) return new Response(JSON.stringify({ title: "no route" }), { status: 404 });
+    const body = await routes[key]!(url, init);
+    return body === null ? new Response(null, { status: 204 })
+      : new Response(JSON.stringify(body), { status: 200, headers: { "content-type": "application/json" } });
+  });
+  return { fetch, calls };
+}
+
+const EMPTY_PAGE = { items: [], next_cursor: null, last_seq: 0, first_retained_seq: null };
+const THREADS = { items: [], next_cursor: null };
+
+function setup(routes: Record<string, Route> = {}, history = new MemoryHistory()) {
+  const { fetch, calls } = fakeFetch({ "/api/threads?": () => THREADS, ...routes });
+  const getToken = async () => "tok";
+  const client = new RunwireClient({ url: "ws://t/ws", getToken, WebSocket: FakeWebSocket, watchNetwork: false });
+  const rest = new RestClient({ getToken, fetch });
+  const wrapper = ({ children }: { children: ReactNode }) => (
+    <RunwireProvider client={client} rest={rest} history={history}>{children}</RunwireProvider>
+  );
+  return { client, rest, wrapper, calls, history };
+}
+
+async function established(): Promise<FakeWebSocket> {
+  await waitFor(() => expect(FakeWebSocket.instances.length).toBeGreaterThan(0));
+  const ws = FakeWebSocket.last;
+  act(() => ws.establish());
+  return ws;
+}
+
+function deliver(ws: FakeWebSocket, ...frames: object[]): void {
+  act(() => { for (const f of frames) ws.deliver(f); });
+}
+
+function run(threadId: string, from: number, userId = "m1"): ThreadEvent[] {
+  return [
+    ev(threadId, from, "message_created", { message_id: userId, role: "user", content: "what is 6*7?" }, null),
+    ev(threadId, from + 1, "agent_started", { agent_name: "supervisor", message_id: userId, run_id: "R1" }),
+    ev(threadId, from + 2, "partial_result", { agent_name: "supervisor", message_id: "a1", delta: "6*7 = " }),
+    ev(threadId, from + 3, "partial_result", { agent_name: "supervisor", message_id: "a1", delta: "**42**" }),
+    ev(threadId, from + 4, "agent_response", { agent_name: "supervisor", message_id: "a1", content: "6*7 = **42**" }),
+    ev(threadId, from + 5, "agent_completed", { status: "completed", message_id: "a1", duration_ms: 5 }),
+  ] as unknown as ThreadEvent[];
+}
+
+beforeEach(() => FakeWebSocket.reset());
+afterEach(() => cleanup());
+
+describe("useAgent", () => {
+  it("shows a new chat's message at once, follows it into its thread on ack, and streams the run", async () => {
+    const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
+    const { result } = renderHook(() => {
+      const [current, setCurrent] = useState<string | null>(null);
+      return { agent: useAgent(current, { onThreadCreated: setCurrent }), current };
+    }, { wrapper });
+    const ws = await established();
+
+    act(() => { result.current.agent.send("what is 6*7?", { messageId: "m1" }); });
+    expect(result.current.agent.messages.map((m) => [m.role, m.content, m.outbox]))
+      .toEqual([["user", "what is 6*7?", "sent"]]);
+    expect(result.current.agent.status).toBe("submitted");
+    expect(ws.framesOfType("user_message")[0]?.payload).toMatchObject({ content: "what is 6*7?", message_id: "m1" });
+
+    deliver(ws, { type: "message_ack", payload: { message_id: "m1", thread_id: "T1", run_id: "R1", duplicate: false } });
+    expect(result.current.current).toBe("T1");
+    await waitFor(() => expect(result.current.agent.load).toBe("loaded"));
+    expect(result.current.agent.messages.map((m) => m.content)).toEqual(["what is 6*7?"]);
+
+    const events = run("T1", 1);
+    deliver(ws, events[0]!, events[1]!, events[2]!);
+    expect(result.current.agent.status).toBe("streaming");
+    expect(result.current.agent.messages.at(-1)).toMatchObject({ role: "assistant", content: "6*7 = ", streaming: true });
+    deliver(ws, ...events.slice(3));
+    expect(result.current.agent.status).toBe("ready");
+    expect(result.current.agent.messages.map((m) => [m.role, m.content, m.outbox]))
+      .toEqual([["user", "what is 6*7?", null], ["assistant", "6*7 = **42**", null]]);
+    expect(result.current.agent.activeRun).toBeNull();
+  });
+
+  it("loads a thread from the local cache first and resumes after its last seq", async () => {
+    const history = new MemoryHistory();
+    await history.save(applyEvents(emptyTimeline("T1"), run("T1", 1)));
+    const { wrapper, calls } = setup({}, history);
+    const { result } = renderHook(() => useAgent("T1"), { wrapper });
+    const ws = await established();
+    await waitFor(() => expect(result.current.load).toBe("loaded"));
+    expect(result.current.source).toBe("cache");
+    expect(result.current.messages.map((m) => m.content)).toEqual(["what is 6*7?", "6*7 = **42**"]);
+    expect(calls.some((c) => c.url.includes("/events"))).toBe(false);
+    expect(ws.framesOfType("resume").map((f) => f.payload)).toContainEqual({ thread_id: "T1", after_seq: 6 });
+  });
+
+  it("applies live events that arrive while the thread loads once each, in seq order", async () => {
+    let answer: (page: unknown) => void = () => undefined;
+    const events = run("T1", 1);
+    const { wrapper } = setup({
+      "/api/threads/T1/events": () => new Promise((resolve) => { answer = resolve; }),
+    });
+    const { result } = renderHook(() => useAgent("T1"), { wrapper });
+    const ws = await established();
+    await waitFor(() => expect(result.current.load).toBe("loading"));
+    deliver(ws, events[3]!, events[4]!, events[5]!); // live, newer than what REST will bring
+    await act(async () => {
+      answer({ items: events.slice(0, 4), next_cursor: null, last_seq: 4, first_retained_seq: 1 });
+    });
+    await waitFor(() => expect(result.current.load).toBe("loaded"));
+    expect(result.current.items.map((i) => i.kind)).toEqual(["message", "run", "message"]);
+    expect(result.current.messages.map((m) => m.content)).toEqual(["what is 6*7?", "6*7 = **42**"]);
+    expect(result.current.timeline.contiguousSeq).toBe(6);
+  });
+
+  it("reloads the thread from the server when a replay cannot prove continuity", async () => {
+    const history = new MemoryHistory();
+    await history.save(applyEvents(emptyTimeline("T1"), run("T1", 1).slice(0, 2)));
+    const events = run("T1", 1);
+    const { wrapper, calls } = setup({
+      "/api/threads/T1/events": () => ({ items: events.slice(3), next_cursor: null, last_seq: 6, first_retained_seq: 4 }),
+      "/api/threads/T1/messages": () => ({ items: [
+        { message_id: "m1", thread_id: "T1", role: "user", content: "what is 6*7?", run_id: "R1", created_at: "2026-12-01T00:00:00Z" },
+      ], next_cursor: null }),
+    }, history);
+    const { result } = renderHook(() => useAgent("T1"), { wrapper });
+    const ws = await established();
+    await waitFor(() => expect(result.current.source).toBe("cache"));
+    deliver(ws, { type: "replay_complete", payload: { thread_id: "T1", last_seq: 6, complete: false } });
+    await waitFor(() => expect(result.current.source).toBe("server"));
+    expect(calls.filter((c) => c.url.includes("/messages"))).toHaveLength(1);
+    expect(result.current.messages.map((m) => m.content)).toEqual(["what is 6*7?", "6*7 = **42**"]);
+  });
+
+  it("stop sends stop_agent for the thread", async () => {
+    const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
+    const { result } = renderHook(() => useAgent("T1"), { wrapper });
+    const ws = await established();
+    await waitFor(() => expect(result.current.load).toBe("loaded"));
+    act(() => { result.current.stop(); });
+    expect(ws.framesOfType("stop_agent").map((f) => f.payload)).toEqual([{ thread_id: "T1" }]);
+  });
+});
+
+describe("useThreads and useConnection", () => {
+  it("lists threads and follows thread_created, thread_updated and thread_deleted", async () => {
+    const { wrapper, calls } = setup({
+      "/api/threads?": () => ({ items: [
+        { thread_id: "T0", title: "old", created_at: "2026-12-01T00:00:00Z", updated_at: "2026-12-01T00:00:00Z", last_seq: 3 },
+      ], next_cursor: null }),
+      "/api/threads/T1": (_url, init) => (init?.method === "DELETE" ? null
+        : { thread_id: "T1", title: "Renamed", created_at: "x", updated_at: "x", last_seq: 0 }),
+    });
+    const { result } = renderHook(() => ({ threads: useThreads(), conn: useConnection() }), { wrapper });
+    await waitFor(() => expect(result.current.threads.load).toBe("loaded"));
+    const ws = await established();
+    expect(result.current.conn.state).toBe("open");
+    expect(result.current.conn.established?.model).toEqual({ name: "builtin", demo: true });
+    deliver(ws, { type: "thread_created", payload: { thread_id: "T1", title: "new one" } });
+    expect(result.current.threads.threads.map((t) => t.title)).toEqual(["new one", "old"]);
+    deliver(ws, { type: "thread_updated", payload: { thread_id: "T0", title: "older" } });
+    expect(result.current.threads.threads.map((t) => t.title)).toEqual(["new one", "older"]);
+    await act(() => result.current.threads.rename("T1", "Renamed"));
+    expect(calls.find((c) => c.method === "PATCH")?.url).toContain("/api/threads/T1");
+    expect(result.current.threads.threads[0]?.title).toBe("Renamed");
+    await act(() => result.current.threads.remove("T1"));
+    expect(result.current.threads.threads.map((t) => t.thread_id)).toEqual(["T0"]);
+    deliver(ws, { type: "thread_deleted", payload: { thread_id: "T0" } });
+    expect(result.current.threads.threads).toEqual([]);
+  });
+});
