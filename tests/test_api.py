@@ -29,6 +29,25 @@ async def test_public_paths_need_no_token(server: ServerHandle) -> None:
         assert (await http.get("/docs")).status_code == 200
 
 
+async def test_the_page_is_served_with_a_strict_csp_and_cache_headers(server: ServerHandle) -> None:
+    import re
+
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        page = await http.get("/")
+        assert page.status_code == 200
+        assert page.headers["cache-control"] == "no-cache"  # a new build shows at once
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+        assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+        assets = re.findall(r'(?:src|href)="(/assets/[^"]+)"', page.text)
+        assert assets, page.text
+        for path in assets:
+            asset = await http.get(path)
+            assert asset.status_code == 200
+            assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert asset.headers["x-content-type-options"] == "nosniff"
+
+
 async def test_thread_messages_events_and_run_of_a_conversation(server: ServerHandle) -> None:
     async with client(server) as c:
         ack, _ = await c.ask(QUESTION)

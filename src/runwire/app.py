@@ -14,14 +14,12 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from limits.aio.storage import RedisStorage, Storage
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from runwire.agents.registry import AgentRegistry, default_registry, load_user_registry
@@ -46,10 +44,10 @@ from runwire.store.cache import HistoryCache, NoCache, RedisHistoryCache
 from runwire.store.db import Database
 from runwire.store.reader import ThreadReader
 from runwire.tracing import Tracing
+from runwire.web import PageFiles
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "web" / "static"
 PRUNE_INTERVAL = 60.0
 HEALTH_INTERVAL = 5.0
 
@@ -277,5 +275,5 @@ def create_app(settings: Settings) -> FastAPI:
                             headers={"WWW-Authenticate": "Bearer"})
         return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
+    app.mount("/", PageFiles(), name="web")
     return app
