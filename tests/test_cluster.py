@@ -126,19 +126,19 @@ async def test_kill_9_of_the_executing_node_ends_its_runs_once_within_the_lease(
     cluster: Callable[..., Node],
 ) -> None:
     doomed = await cluster("doomed", builtin_delta_delay=1.0).start()
-    survivor = await cluster("survivor", max_concurrent_agents=0 + 1).start()
+    async with RunwireClient.connect(doomed.ws_url, doomed.token()) as c:
+        run_ids = []
+        for n in range(3):
+            await c.send_message(f"what is {n}*7?")
+        while len(run_ids) < 3:
+            frame = await c.recv(timeout=20)
+            if frame["type"] == "agent_started":
+                run_ids.append(frame["run_id"])
+    # Started only now: a node with free slots claims queued runs of any node, and these
+    # three must all be executing on the doomed one.
+    survivor = await cluster("survivor", max_concurrent_agents=1).start()
     async with RunwireClient.connect(survivor.ws_url, survivor.token()) as watcher:
         await asyncio.sleep(0.1)  # ok-sleep: Redis SUBSCRIBE of the watcher acknowledged
-        async with RunwireClient.connect(doomed.ws_url, doomed.token()) as c:
-            run_ids = []
-            for n in range(3):
-                await c.send_message(f"what is {n}*7?")
-            started = 0
-            while started < 3:
-                frame = await c.recv(timeout=20)
-                started += frame["type"] == "agent_started"
-                if frame["type"] == "agent_started":
-                    run_ids.append(frame["run_id"])
         doomed.signal(signal.SIGKILL)
         doomed.wait()
         loop = asyncio.get_running_loop()
