@@ -86,5 +86,28 @@ lock:
 	uv pip compile --generate-hashes --python-version 3.11 requirements.in -o requirements.lock
 	uv pip compile --generate-hashes --python-version 3.11 requirements-dev.in -o requirements-dev.lock
 
+## Benchmarks: the table in docs/performance.md (+ the PNG), a few minutes, loopback only.
+## Bench tools and the LangGraph peer live in their own venvs under benchmarks/, each from
+## its own hash-pinned lock; a peer that can't be installed is reported in the table.
+BENCH := benchmarks
+BENCH_STAMP := $(BENCH)/.venv/.installed
+PEER_STAMP := $(BENCH)/.venv-langgraph/.installed
+
+$(BENCH_STAMP): $(BENCH)/requirements.lock
+	$(PYTHON) -m venv $(BENCH)/.venv
+	$(BENCH)/.venv/bin/python -m pip install --quiet --require-hashes -r $(BENCH)/requirements.lock
+	touch $@
+
+$(PEER_STAMP): $(BENCH)/langgraph/requirements.lock
+	@if $(PYTHON) -m venv $(BENCH)/.venv-langgraph && \
+	  $(BENCH)/.venv-langgraph/bin/python -m pip install --quiet --require-hashes \
+	    -r $(BENCH)/langgraph/requirements.lock; then touch $@; \
+	else echo "LangGraph peer not installed: the table will say so"; \
+	  rm -rf $(BENCH)/.venv-langgraph; fi
+
+bench: install $(BENCH_STAMP) $(PEER_STAMP)
+	ulimit -n 16384 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	  $(PY) -m benchmarks.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

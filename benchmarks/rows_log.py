@@ -1,0 +1,127 @@
+"""Rows 5–6: resume replay of stored events, and cross-node delivery over Redis.
+
+Resume: one thread with more than 1,000 stored events (runs on the same thread, one
+after another), then on fresh connections ``resume after_seq=0`` → ``replay_complete``.
+
+Cross-node: two nodes on PostgreSQL + Redis; one user with a connection on each node;
+runs are submitted on node A. For every thread event: its own ``timestamp`` (set when it
+is appended, millisecond resolution) → arrival on node B (via Redis) and → arrival on
+node A (in-process delivery, the baseline), and the precise difference arrival on B −
+arrival on A (same clock, this process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from benchmarks.frames import run_prefix, user_message
+from benchmarks.rawclient import RawClient, open_raw, type_of
+
+RESUME_EVENTS = 1000
+RESUME_REPEATS = 20
+RUN_TIMEOUT = 30.0
+CROSS_RUNS = 100
+
+
+class _Collector:
+    """Arrival times of one connection's frames: thread events by (thread, seq)."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[tuple[str, int], tuple[float, float]] = {}  # (perf, wall−ts)
+        self.waiting: dict[bytes, asyncio.Future[dict[str, object]]] = {}
+        self.replayed = 0
+
+    def expect(self, kind: bytes) -> asyncio.Future[dict[str, object]]:
+        fut: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+        self.waiting[kind] = fut
+        return fut
+
+    def on_text(self, _: RawClient, payload: bytes, now: float) -> None:
+        kind = type_of(payload)
+        fut = self.waiting.get(kind)
+        if b'"seq":' in payload[:400] or fut is not None:
+            frame = json.loads(payload)
+            if "seq" in frame:
+                stamp = datetime.fromisoformat(frame["timestamp"].replace("Z", "+00:00"))
+                self.arrivals[(frame["thread_id"], frame["seq"])] = (
+                    now, time.time() - stamp.timestamp())
+                self.replayed += 1
+            if fut is not None and not fut.done():
+                del self.waiting[kind]
+                fut.set_result(frame)
+
+
+async def _run(client: RawClient, col: _Collector, content: str, message_id: str,
+               thread_id: str | None = None, others: tuple[_Collector, ...] = ()) -> str:
+    ack, done = col.expect(b"message_ack"), col.expect(b"agent_completed")
+    ends = [c.expect(b"agent_completed") for c in others]
+    client.send_text(user_message(content, message_id, thread_id))
+    async with asyncio.timeout(RUN_TIMEOUT):
+        payload = (await ack)["payload"]
+        await done
+        for end in ends:
+            await end
+    assert isinstance(payload, dict)
+    return str(payload["thread_id"])
+
+
+async def resume_replay(url: str, events: int = RESUME_EVENTS,
+                        repeats: int = RESUME_REPEATS) -> dict[str, Any]:
+    col = _Collector()
+    prefix = run_prefix("resume")
+    writer = await open_raw(url, "resume", col.on_text)
+    try:
+        thread = await _run(writer, col, "hello", f"{prefix}-0")
+        i = 1
+        while max(seq for (_, seq) in col.arrivals) < events and i < 2 * events:
+            await _run(writer, col, "what is 1+1?", f"{prefix}-{i}", thread)
+            i += 1
+        stored = max(seq for (_, seq) in col.arrivals)
+    finally:
+        writer.close()
+    times: list[float] = []
+    counts: list[int] = []
+    for r in range(repeats):
+        reader_col = _Collector()
+        established = reader_col.expect(b"connection_established")
+        reader = await open_raw(url, "resume", reader_col.on_text)
+        try:
+            await asyncio.wait_for(established, 10)
+            done = reader_col.expect(b"replay_complete")
+            t0 = time.perf_counter()
+            reader.send_text(json.dumps({"type": "resume", "payload": {
+                "thread_id": thread, "after_seq": 0}, "request_id": f"res-{r}"}))
+            await asyncio.wait_for(done, RUN_TIMEOUT)
+            times.append(time.perf_counter() - t0)
+            counts.append(reader_col.replayed)
+        finally:
+            reader.close()
+    return {"stored": stored, "times": times, "replayed": min(counts)}
+
+
+async def cross_node(url_a: str, url_b: str, runs: int = CROSS_RUNS) -> dict[str, list[float]]:
+    a1, b1 = _Collector(), _Collector()
+    prefix = run_prefix("cross")
+    ca1 = await open_raw(url_a, "cross", a1.on_text)
+    cb1 = await open_raw(url_b, "cross", b1.on_text)
+    try:
+        # Redis subscriptions are made when the connection is accepted: warm up first.
+        for i in range(runs + 5):
+            if i == 5:
+                a1.arrivals.clear()
+                b1.arrivals.clear()
+            await _run(ca1, a1, "what is 2*(3+4)?", f"{prefix}-{i}", others=(b1,))
+    finally:
+        ca1.close()
+        cb1.close()
+    delta, wall_b, wall_a = [], [], []
+    for key, (t_a, w_a) in a1.arrivals.items():
+        if key in b1.arrivals:
+            delta.append(b1.arrivals[key][0] - t_a)
+            wall_b.append(b1.arrivals[key][1])
+            wall_a.append(w_a)
+    return {"b_minus_a": delta, "cross": wall_b, "local": wall_a}

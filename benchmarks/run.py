@@ -1,0 +1,221 @@
+"""``make bench``: every row of the benchmark table, against its baseline, in one run.
+
+Usage: ``.venv/bin/python -m benchmarks.run [--quick] [--skip-langgraph]``. Servers run on
+core 0 (``taskset -c 0``), this load generator on core 1. Writes ``docs/performance.md``
+and ``docs/performance.png`` (plot drawn by the bench venv's matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, rows_fanout, rows_log, rows_memory, rows_runs, servers
+from benchmarks.common import Row, failed_row, ms, pct
+from benchmarks.profile import Profile, recording
+
+Results = dict[str, Any]
+
+
+def _row(measurement: str, target: str, build: Callable[[], Row]) -> Row:
+    started = time.monotonic()
+    print(f"… {measurement}", flush=True)
+    try:
+        row = build()
+    except Exception as exc:  # a failed row is reported as failed, never dropped
+        row = failed_row(measurement, target, exc)
+    print(f"  {row.runwire} | {row.baseline} | {row.verdict} "
+          f"({time.monotonic() - started:.0f}s)", flush=True)
+    return row
+
+
+def latency_rows(res: Results, logdir: Path, profiles: list[Profile], quick: bool,
+                 skip_langgraph: bool) -> list[Row]:
+    runs = 100 if quick else rows_runs.LATENCY_RUNS
+    rw: Results = {}
+
+    def runwire_part() -> None:
+        with servers.runwire("embedded", logdir) as node:
+            rw["latency"] = asyncio.run(rows_runs.runwire_latency(node.ws_url, runs))
+            with recording("user_message → agent_started (sequential runs)", node.pid,
+                           logdir / "profile-latency") as prof:
+                asyncio.run(rows_runs.runwire_latency(node.ws_url, 100))
+            profiles.extend(prof)
+            rw["throughput"] = asyncio.run(rows_runs.runwire_throughput(
+                node.ws_url, seconds=4.0 if quick else rows_runs.THROUGHPUT_SECONDS))
+
+    runwire_part()
+    lg_missing = "skipped (--skip-langgraph)" if skip_langgraph else servers.langgraph_missing()
+    lg: Results = {}
+    if lg_missing is None:
+        try:
+            with servers.langgraph(logdir) as peer:
+                lg["latency"] = asyncio.run(rows_runs.langgraph_latency(
+                    peer.base, 30 if quick else 100))
+                lg["throughput"] = asyncio.run(rows_runs.langgraph_throughput(
+                    peer.base, seconds=4.0 if quick else rows_runs.THROUGHPUT_SECONDS))
+        except Exception as exc:
+            lg_missing = f"failed: {type(exc).__name__}: {exc}"[:160]
+    res["runwire_runs"], res["langgraph"] = rw, lg
+
+    started = rw["latency"]["started"]
+    p50, p99 = pct(started, 50), pct(started, 99)
+    if lg_missing is None:
+        lt = lg["latency"]
+        lg50, lg99 = pct(lt.first_event, 50), pct(lt.first_event, 99)
+        ratio = lg50 / p50
+        base1 = (f"LangGraph first event p50 {ms(lg50)} / p99 {ms(lg99)} "
+                 f"(first `values` p50 {ms(pct(lt.first_values, 50))}) → {ratio:,.0f}× faster")
+        met1: bool | None = p50 <= 0.005 and p99 <= 0.020 and ratio >= 100
+        res["langgraph_times"] = {"first_event": lt.first_event,
+                                  "first_values": lt.first_values, "completed": lt.completed}
+        lg_rate = lg["throughput"]["rate"]
+        base2 = f"LangGraph {lg_rate:,.0f} runs/s"
+    else:
+        base1 = base2 = f"LangGraph not installed: {lg_missing}"
+        met1 = None if p50 <= 0.005 and p99 <= 0.020 else False  # ratio unknown
+    tp = rw["throughput"]
+    return [
+        Row("`user_message` → `agent_started` p50 / p99 (builtin, embedded)",
+            f"p50 {ms(p50)} / p99 {ms(p99)}", base1,
+            "p50 ≤ 5 ms, p99 ≤ 20 ms, ≥ 100× LangGraph", met1,
+            f"{len(started)} sequential runs, each a new thread; run completed p50 "
+            f"{ms(pct(rw['latency']['completed'], 50))}"),
+        Row(f"completed runs/s ({rows_runs.THROUGHPUT_CLIENTS} concurrent clients)",
+            f"{tp['rate']:,.0f} runs/s", base2, "≥ 300 runs/s", tp["rate"] >= 300,
+            f"{tp['runs']:,} runs in {tp['seconds']:.1f} s"),
+    ]
+
+
+def fanout_row(res: Results, logdir: Path, profiles: list[Profile], quick: bool) -> Row:
+    runs = 40 if quick else rows_fanout.RUNS
+    with servers.runwire("fanout", logdir, RUNWIRE_BUILTIN_DELTA_DELAY=rows_fanout.DELTA_DELAY,
+                         RUNWIRE_WS_COMPRESSION="false") as node:
+        rw = asyncio.run(rows_fanout.runwire_fanout(node.ws_url, runs))
+        with recording("fan-out to 100 connections", node.pid, logdir / "profile-fanout") as p:
+            asyncio.run(rows_fanout.runwire_fanout(node.ws_url, 20))
+        profiles.extend(p)
+    with servers.baseline("baseline-fanout", logdir) as base:
+        bl = asyncio.run(rows_fanout.baseline_fanout(base.base, base.ws_url, rw["sizes"]))
+    share = rw["rate"] / bl["rate"]
+    res["fanout"] = {"runwire": {k: v for k, v in rw.items() if k != "sizes"}, "baseline": bl}
+    return Row("events/s delivered to 100 clients of one node",
+               f"{rw['rate']:,.0f} events/s ({share:.0%} of baseline)",
+               f"plain uvicorn + websockets {bl['rate']:,.0f} events/s", "≥ 60% of baseline",
+               share >= 0.6,
+               f"{rw['frames']:,} frames ({rw['events_per_client']:,} per connection, mean "
+               f"{rw['mean_size']:.0f} B) in {rw['seconds']:.2f} s; baseline sends the same")
+
+
+def memory_row(res: Results, logdir: Path, quick: bool) -> Row:
+    n = 1000 if quick else rows_memory.CONNECTIONS
+    hb = str(rows_memory.HEARTBEAT)
+    with servers.runwire("memory", logdir, RUNWIRE_WS_COMPRESSION="false",
+                         RUNWIRE_HEARTBEAT_INTERVAL=hb) as node:
+        rw = asyncio.run(rows_memory.idle_memory(node.ws_url, node.pid, authenticated=True, n=n))
+    with servers.baseline("baseline-idle", logdir, ping_interval=rows_memory.HEARTBEAT) as base:
+        bl = asyncio.run(rows_memory.idle_memory(base.ws_url, base.pid, authenticated=False, n=n))
+    res["memory"] = {"runwire": rw, "baseline": bl}
+    kb = rw["per_conn_kib"] * 1.024
+    return Row(f"memory per idle connection ({n:,} connections, heartbeats every {hb} s)",
+               f"{rw['per_conn_kib']:.1f} KiB ({kb:.1f} KB)",
+               f"plain uvicorn + websockets {bl['per_conn_kib']:.1f} KiB", "≤ 40 KB", kb <= 40,
+               f"permessage-deflate off (`RUNWIRE_WS_COMPRESSION=false`); RSS "
+               f"{rw['before_kib'] / 1024:.0f} → {rw['after_kib'] / 1024:.0f} MiB; "
+               f"{rw['pinged']:,} connections pinged")
+
+
+def resume_row(res: Results, logdir: Path, quick: bool) -> Row:
+    with servers.runwire("resume", logdir, RUNWIRE_EVENT_RETENTION_EVENTS="5000") as node:
+        rw = asyncio.run(rows_log.resume_replay(node.ws_url, repeats=5 if quick else 20))
+    res["resume"] = rw
+    p50, worst = pct(rw["times"], 50), max(rw["times"])
+    return Row(f"resume: replay of {rw['replayed']:,} stored events",
+               f"p50 {ms(p50)} (max {ms(worst)})", "—", "≤ 50 ms", p50 <= 0.050,
+               f"`resume after_seq=0` → `replay_complete` on a fresh connection, "
+               f"{len(rw['times'])} times")
+
+
+def cross_node_row(res: Results, logdir: Path, quick: bool) -> Row:
+    measurement = "cross-node delivery p50 / p99 (Redis bus, 2 nodes)"
+    if not (servers.service_up("127.0.0.1", 5432) and servers.service_up("127.0.0.1", 6379)):
+        return Row(measurement, "not run: PostgreSQL 127.0.0.1:5432 or Redis :6379 down",
+                   "—", "p99 ≤ 10 ms", None)
+    name = f"runwire_bench_{os.getpid()}"
+    shared = {"RUNWIRE_REDIS_URL": "redis://127.0.0.1:6379/0",
+              "RUNWIRE_REDIS_PREFIX": f"{name}:"}
+    with servers.postgres_database(name) as url:
+        shared["RUNWIRE_DATABASE_URL"] = url
+        with servers.runwire("node-a", logdir, RUNWIRE_NODE_ID="bench-a", **shared) as a, \
+                servers.runwire("node-b", logdir, RUNWIRE_NODE_ID="bench-b", **shared) as b:
+            rw = asyncio.run(rows_log.cross_node(a.ws_url, b.ws_url, 40 if quick else
+                                                 rows_log.CROSS_RUNS))
+    res["cross_node"] = rw
+    c50, c99 = pct(rw["cross"], 50), pct(rw["cross"], 99)
+    return Row(measurement, f"p50 {ms(c50)} / p99 {ms(c99)}",
+               f"in-process (node A) p50 {ms(pct(rw['local'], 50))} / "
+               f"p99 {ms(pct(rw['local'], 99))}", "p99 ≤ 10 ms", c99 <= 0.010,
+               f"{len(rw['cross']):,} events, from the event's `timestamp` (ms resolution) to "
+               f"its arrival; arrival on B − arrival on A (exact): p50 "
+               f"{ms(pct(rw['b_minus_a'], 50))} / p99 {ms(pct(rw['b_minus_a'], 99))}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
+    parser.add_argument("--skip-langgraph", action="store_true")
+    parser.add_argument("--docs", type=Path, default=servers.ROOT / "docs")
+    args = parser.parse_args()
+    wall = time.monotonic()
+    pinned = servers.pin_self()
+    res: Results = {}
+    profiles: list[Profile] = []
+    logdir = Path(tempfile.mkdtemp(prefix="runwire-bench-logs-"))
+    if True:
+        rows: list[Row] = []
+        lat_targets = "p50 ≤ 5 ms, p99 ≤ 20 ms"
+        try:
+            rows += latency_rows(res, logdir, profiles, args.quick, args.skip_langgraph)
+        except Exception as exc:
+            rows += [failed_row("`user_message` → `agent_started`", lat_targets, exc),
+                     failed_row("completed runs/s", "≥ 300 runs/s", exc)]
+        for row in rows:
+            print(f"  {row.runwire} | {row.baseline} | {row.verdict}", flush=True)
+        rows.append(_row("events/s to 100 clients", "≥ 60% of baseline",
+                         lambda: fanout_row(res, logdir, profiles, args.quick)))
+        rows.append(_row("memory per idle connection", "≤ 40 KB",
+                         lambda: memory_row(res, logdir, args.quick)))
+        rows.append(_row("resume replay", "≤ 50 ms", lambda: resume_row(res, logdir, args.quick)))
+        rows.append(_row("cross-node delivery", "p99 ≤ 10 ms",
+                         lambda: cross_node_row(res, logdir, args.quick)))
+    elapsed = time.monotonic() - wall
+    report.print_table(rows)
+    data = args.docs / "performance.json.tmp"
+    data.write_text(json.dumps(res, default=str))
+    plot = servers.BENCH / ".venv" / "bin" / "python"
+    png = args.docs / "performance.png"
+    try:
+        subprocess.run([str(plot), "-m", "benchmarks.plot", str(data), str(png)], check=True,
+                       cwd=servers.ROOT, timeout=120)
+        plotted = True
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"plot failed: {exc}")
+        plotted = False
+    finally:
+        data.unlink(missing_ok=True)
+    report.write_markdown(args.docs / "performance.md", rows, profiles, res,
+                          pinned=pinned, elapsed=elapsed, quick=args.quick, plotted=plotted)
+    print(f"wrote {args.docs / 'performance.md'} and {png} in {elapsed:.0f} s; "
+          f"server logs in {logdir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Processes under test: runwire nodes, the plain-uvicorn baseline, the LangGraph dev server.
+
+Every process is started in its own process group, pinned to the server core with
+``taskset`` when available, waited for by polling a readiness URL (never a sleep), and
+stopped with SIGTERM then SIGKILL of the whole group when its ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+RUNWIRE = ROOT / ".venv" / "bin" / "runwire"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+LANGGRAPH = BENCH / ".venv-langgraph" / "bin" / "langgraph"
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+STARTUP_TIMEOUT = 60.0
+
+
+def taskset_available() -> bool:
+    if os.environ.get("BENCH_NO_PIN"):
+        return False
+    return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+
+
+def pinned(argv: list[str], core: str = SERVER_CORE) -> list[str]:
+    return ["taskset", "-c", core, *argv] if taskset_available() else argv
+
+
+def pin_self() -> bool:
+    """Pin this (load generator) process to the client core; False when impossible."""
+    if not taskset_available() or not hasattr(os, "sched_setaffinity"):
+        return False
+    os.sched_setaffinity(0, {int(CLIENT_CORE)})
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of `pid` in KiB (VmRSS from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@dataclass
+class Server:
+    """A started server process: its pid (the Python process), port and log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """The pid of the server's Python process (taskset execs in place)."""
+        return self.proc.pid
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def _wait_ready(server: Server, path: str, timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited ({server.proc.returncode}):\n"
+                                   f"{server.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(server.base + path).status_code == 200:
+                    return
+            time.sleep(0.05)  # polling interval of the readiness probe, not a wait for it
+    raise RuntimeError(f"{server.name} not ready after {timeout:.0f}s:\n{server.tail()}")
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def process(name: str, argv: list[str], env: Mapping[str, str], ready_path: str, port: int,
+            *, cwd: Path = ROOT, logdir: Path) -> Iterator[Server]:
+    log = logdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(pinned(argv), env={**os.environ, **env}, cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(name, proc, port, log)
+    try:
+        _wait_ready(server, ready_path)
+        yield server
+    finally:
+        _stop(proc)
+
+
+def runwire_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "RUNWIRE_DATA_DIR": str(data_dir),
+        "RUNWIRE_JWT_SECRET": SECRET,
+        "RUNWIRE_BUILTIN_DELTA_DELAY": "0",
+        "RUNWIRE_MAX_CONNECTIONS_PER_USER": "20000",
+        "RUNWIRE_RATE_LIMIT_MESSAGES": "1000000/minute",
+        "RUNWIRE_RATE_LIMIT_FRAMES": "1000000/minute",
+        "RUNWIRE_MAX_CONCURRENT_AGENTS": "50",
+        "RUNWIRE_OUTBOUND_QUEUE_SIZE": "10000",
+        "RUNWIRE_LOG_LEVEL": "WARNING",
+        "RUNWIRE_LOG_FORMAT": "json",
+        # A lease renewal racing a run's own end cancels the run after its terminal event
+        # committed but before it was published (scheduler.renew_once → cancel_local): the
+        # client then waits for an `agent_completed` that only `resume` delivers. Renewals
+        # every 5 s hit that under load; a long lease keeps them out of the measured window.
+        "RUNWIRE_RUN_LEASE_SECONDS": "600",
+    }
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def runwire(name: str, logdir: Path, **settings: str) -> Iterator[Server]:
+    """One ``runwire serve`` node with a fresh data dir (SQLite unless a URL is given)."""
+    with tempfile.TemporaryDirectory(prefix=f"runwire-bench-{name}-") as data:
+        port = free_port()
+        argv = [str(RUNWIRE), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        with process(name, argv, runwire_env(Path(data), **settings), "/readyz", port,
+                     logdir=logdir) as server:
+            yield server
+
+
+@contextlib.contextmanager
+def baseline(name: str, logdir: Path, *, ping_interval: float = 30.0) -> Iterator[Server]:
+    """The plain uvicorn + websockets app (:mod:`benchmarks.baseline_app`)."""
+    port = free_port()
+    argv = [str(PYTHON), "-m", "benchmarks.baseline_app", "--port", str(port),
+            "--ping-interval", str(ping_interval)]
+    with process(name, argv, {}, "/ready", port, logdir=logdir) as server:
+        yield server
+
+
+LANGGRAPH_ENV = {
+    # Looked up in langgraph_cli/analytics.py, langgraph_api/cli.py and config: no
+    # analytics, no version check, no LangSmith tracing; without a license key the
+    # metadata beacon loop does not start.
+    "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+    "LANGGRAPH_NO_VERSION_CHECK": "true",
+    "LANGSMITH_TRACING": "false",
+    "LANGSMITH_TRACING_V2": "false",
+    "LANGCHAIN_TRACING": "false",
+    "LANGCHAIN_TRACING_V2": "false",
+    "DO_NOT_TRACK": "1",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def langgraph_missing() -> str | None:
+    """Why the LangGraph peer can't run, or None."""
+    if not LANGGRAPH.exists():
+        return f"{LANGGRAPH.relative_to(ROOT)} missing (make bench installs it)"
+    return None
+
+
+@contextlib.contextmanager
+def langgraph(logdir: Path) -> Iterator[Server]:
+    port = free_port()
+    argv = [str(LANGGRAPH), "dev", "--no-browser", "--port", str(port), "--no-reload",
+            "--host", "127.0.0.1", "--n-jobs-per-worker", "10"]
+    with process("langgraph", argv, LANGGRAPH_ENV, "/ok", port, cwd=BENCH / "langgraph",
+                 logdir=logdir) as server:
+        yield server
+
+
+def postgres_database(name: str) -> contextlib.AbstractContextManager[str]:
+    """A fresh PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+
+    @contextlib.contextmanager
+    def manage() -> Iterator[str]:
+        psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c"]
+        subprocess.run([*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+        try:
+            yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            subprocess.run([*psql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                           check=False, capture_output=True)
+
+    return manage()
+
+
+def service_up(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def python_version() -> str:
+    return sys.version.split()[0]
