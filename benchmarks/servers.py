@@ -205,9 +205,13 @@ def langgraph(logdir: Path) -> Iterator[Server]:
     port = free_port()
     argv = [str(LANGGRAPH), "dev", "--no-browser", "--port", str(port), "--no-reload",
             "--host", "127.0.0.1", "--n-jobs-per-worker", "10"]
-    with process("langgraph", argv, LANGGRAPH_ENV, "/ok", port, cwd=BENCH / "langgraph",
-                 logdir=logdir) as server:
-        yield server
+    # Run from a temp copy: the dev server persists its state in ./.langgraph_api.
+    with tempfile.TemporaryDirectory(prefix="runwire-bench-langgraph-") as tmp:
+        for name in ("graph.py", "langgraph.json"):
+            shutil.copy(BENCH / "langgraph" / name, tmp)
+        with process("langgraph", argv, LANGGRAPH_ENV, "/ok", port, cwd=Path(tmp),
+                     logdir=logdir) as server:
+            yield server
 
 
 def postgres_database(name: str) -> contextlib.AbstractContextManager[str]:
