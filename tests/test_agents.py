@@ -309,6 +309,23 @@ def test_thread_history_replaces_runs_by_their_stored_messages_and_drops_cut_off
     assert isinstance(history[4], ModelRequest) and history[4].parts[0].content == "second"
 
 
+def test_thread_history_cuts_long_earlier_tool_results_and_keeps_short_ones() -> None:
+    big = dump_messages([
+        ModelRequest(parts=[UserPromptPart("read it")]),
+        ModelResponse(parts=[ToolCallPart("fetch", {}, "c1"), ToolCallPart("calculator", {}, "c2")]),
+        ModelRequest(parts=[ToolReturnPart("fetch", "x" * 50_000, "c1"),
+                            ToolReturnPart("calculator", {"result": 2}, "c2")]),
+        ModelResponse(parts=[TextPart("done")]),
+    ])
+    history = thread_history(_run_rows("r1", "read it", "done"), {"r1": big})
+    returns = [p for m in history if isinstance(m, ModelRequest) for p in m.parts
+               if isinstance(p, ToolReturnPart)]
+    assert [p.tool_call_id for p in returns] == ["c1", "c2"]
+    assert len(returns[0].model_response_str()) < 8_100
+    assert returns[0].model_response_str().endswith("[42000 characters cut]")
+    assert returns[1].content == {"result": 2}
+
+
 def test_thread_history_falls_back_to_texts_for_unreadable_stored_messages(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -9,13 +9,18 @@ run whose rows are in the window is replaced by those messages as one block, so 
 call always travels with its result. Runs without stored messages (older rows, runs that
 were cancelled, timed out or failed) fall back to their rows' texts, and so does a run
 whose stored messages cannot be parsed (logged as a warning).
+
+Earlier tool results longer than :data:`MAX_TOOL_RESULT_CHARS` are cut in the history (the
+model read them whole in their own run); otherwise one large result would ride along with
+every later request of the thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import assert_never
+from typing import Any, assert_never, cast
 
 from pydantic import ValidationError
 from pydantic_ai.messages import (
@@ -24,12 +29,15 @@ from pydantic_ai.messages import (
     ModelRequest,
     ModelResponse,
     TextPart,
+    ToolReturnPart,
     UserPromptPart,
 )
 
 from runwire.agents.scope import HistoryMessage
 
 log = logging.getLogger(__name__)
+
+MAX_TOOL_RESULT_CHARS = 8_000
 
 
 def dump_messages(messages: Sequence[ModelMessage]) -> str:
@@ -79,7 +87,7 @@ def thread_history(rows: Sequence[HistoryMessage],
         data = stored.get(key)
         parsed = _parse(key, data) if data is not None else None
         if parsed:
-            messages.extend(parsed)
+            messages.extend(_cut_tool_results(m) for m in parsed)
         else:
             messages.extend(text_history(group))
     return messages
@@ -92,3 +100,22 @@ def _parse(run_id: str, data: str) -> list[ModelMessage] | None:
         log.warning("stored model messages of run %s are unreadable, using its texts: %s",
                     run_id, exc.errors()[0]["msg"] if exc.errors() else exc)
         return None
+
+
+def _cut_tool_results(message: ModelMessage) -> ModelMessage:
+    if not isinstance(message, ModelRequest):
+        return message
+    parts = []
+    changed = False
+    for part in message.parts:
+        # Exactly ToolReturnPart: its subclasses (tool search, capabilities) type their content.
+        if type(part) is ToolReturnPart:
+            text = part.model_response_str()
+            if len(text) > MAX_TOOL_RESULT_CHARS:
+                cut = len(text) - MAX_TOOL_RESULT_CHARS
+                plain = cast("ToolReturnPart[Any]", part)
+                part = dataclasses.replace(
+                    plain, content=f"{text[:MAX_TOOL_RESULT_CHARS]}… [{cut} characters cut]")
+                changed = True
+        parts.append(part)
+    return dataclasses.replace(message, parts=parts) if changed else message
