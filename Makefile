@@ -60,9 +60,11 @@ $(WEB_BUNDLE):
 web: $(JS_STAMP)
 	cd $(JS) && npm run --silent build
 
-## Client types, unit tests (vitest) and the committed bundle matching the sources.
+## Client types, the packages' publishable build (dist/: ESM + .d.ts), unit tests (vitest)
+## and the committed bundle matching the sources.
 js-test: $(JS_STAMP)
 	cd $(JS) && npm run --silent typecheck
+	cd $(JS) && npm run --silent build:packages
 	cd $(JS) && npm test --silent
 	cd $(JS) && npm run --silent check-bundle
 
