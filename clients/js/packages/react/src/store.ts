@@ -51,6 +51,21 @@ const SAVE_DELAY_MS = 400;
 /** Key of the timeline that holds optimistic messages of a thread not created yet. */
 export const DRAFT = "";
 
+/** A live change of the threads list: a title (created or renamed), or null (deleted). */
+interface ListChange {
+  threadId: string;
+  title: string | null;
+}
+
+function applyListChange(threads: readonly ThreadOut[], { threadId, title }: ListChange): readonly ThreadOut[] {
+  if (title === null) return threads.filter((t) => t.thread_id !== threadId);
+  if (threads.some((t) => t.thread_id === threadId)) {
+    return threads.map((t) => (t.thread_id === threadId ? { ...t, title } : t));
+  }
+  const now = new Date().toISOString();
+  return [{ thread_id: threadId, title, created_at: now, updated_at: now, last_seq: 0 }, ...threads];
+}
+
 /** An optimistic timeline message as the outbox item it stands for. */
 function asOutbox(item: MessageItem, threadId: string, state?: OutboxState): OutboxItem {
   return {
@@ -70,6 +85,9 @@ export class ThreadStore {
   private readonly createdListeners = new Set<(threadId: string, messageId: string) => void>();
   private readonly saveTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private list: ThreadList = { threads: [], load: "idle", error: null };
+  /** Live list changes seen while a REST load is out (replayed on its answer). */
+  private listChanges: ListChange[] = [];
+  private listLoads = 0;
 
   constructor(
     readonly client: RunwireClient,
@@ -241,13 +259,22 @@ export class ThreadStore {
 
   // ---- threads list --------------------------------------------------------------------
 
+  /** (Re)loads the list over REST. Live changes (thread_created/updated/deleted) that arrive
+   *  while the request is out are newer than its answer and are applied on top of it. */
   async loadThreads(): Promise<void> {
     if (this.list.load === "idle") this.setList({ load: "loading" });
+    const since = this.listChanges.length;
+    this.listLoads += 1;
     try {
       const page = await this.rest.listThreads({ limit: 100 });
-      this.setList({ threads: page.items, load: "loaded", error: null });
+      let threads: readonly ThreadOut[] = page.items;
+      for (const change of this.listChanges.slice(since)) threads = applyListChange(threads, change);
+      this.setList({ threads, load: "loaded", error: null });
     } catch (err) {
       this.setList({ load: "error", error: message(err) });
+    } finally {
+      this.listLoads -= 1;
+      if (this.listLoads === 0) this.listChanges = [];
     }
   }
 
@@ -266,14 +293,13 @@ export class ThreadStore {
     this.notify();
   }
 
+  private changeList(change: ListChange): void {
+    if (this.listLoads > 0) this.listChanges.push(change);
+    this.setList({ threads: applyListChange(this.list.threads, change) });
+  }
+
   private upsertThread(threadId: string, title: string): void {
-    const now = new Date().toISOString();
-    const known = this.list.threads.find((t) => t.thread_id === threadId);
-    const threads = known
-      ? this.list.threads.map((t) => (t.thread_id === threadId ? { ...t, title } : t))
-      : [{ thread_id: threadId, title, created_at: now, updated_at: now, last_seq: 0 },
-        ...this.list.threads];
-    this.setList({ threads });
+    this.changeList({ threadId, title });
   }
 
   private forget(threadId: string): void {
@@ -281,7 +307,7 @@ export class ThreadStore {
     this.pending.delete(threadId);
     clearTimeout(this.saveTimers.get(threadId));
     void this.history?.remove(threadId).catch(() => undefined);
-    this.setList({ threads: this.list.threads.filter((t) => t.thread_id !== threadId) });
+    this.changeList({ threadId, title: null });
   }
 
   // ---- what the connection brings ------------------------------------------------------

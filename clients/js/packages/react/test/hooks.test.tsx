@@ -187,4 +187,20 @@ describe("useThreads and useConnection", () => {
     deliver(ws, { type: "thread_deleted", payload: { thread_id: "T0" } });
     expect(result.current.threads.threads).toEqual([]);
   });
+
+  it("keeps a thread created live while an older list answer is still on its way", async () => {
+    const answers: Array<(page: unknown) => void> = [];
+    const { wrapper } = setup({
+      "/api/threads?": () => new Promise((resolve) => { answers.push(resolve); }),
+    });
+    const { result } = renderHook(() => useThreads(), { wrapper });
+    await waitFor(() => expect(answers).toHaveLength(1));
+    await act(async () => answers[0]!(THREADS));
+    await waitFor(() => expect(result.current.load).toBe("loaded"));
+    const ws = await established(); // (re)connected: the list is reloaded, answer pending
+    await waitFor(() => expect(answers).toHaveLength(2));
+    deliver(ws, { type: "thread_created", payload: { thread_id: "T1", title: "new one" } });
+    await act(async () => answers[1]!(THREADS)); // taken before T1 existed
+    expect(result.current.threads.map((t) => t.thread_id)).toEqual(["T1"]);
+  });
 });
