@@ -91,6 +91,9 @@ export interface ThreadsView {
   rename: (threadId: string, title: string) => Promise<void>;
   remove: (threadId: string) => Promise<void>;
   refresh: () => Promise<void>;
+  /** Pages in older threads (when `hasMore`). */
+  loadMore: () => Promise<void>;
+  hasMore: boolean;
 }
 
 /** The user's threads, newest first, kept live by thread_created/updated/deleted. */
@@ -102,6 +105,7 @@ export function useThreads(): ThreadsView {
     rename: (id: string, title: string) => store.rename(id, title),
     remove: (id: string) => store.remove(id),
     refresh: () => store.loadThreads(),
+    loadMore: () => store.loadMoreThreads(),
   }), [list, store]);
 }
 

@@ -42,10 +42,13 @@ export interface ThreadList {
   readonly threads: readonly ThreadOut[];
   readonly load: LoadState;
   readonly error: string | null;
+  /** More (older) threads to page in with `loadMoreThreads()`. */
+  readonly hasMore: boolean;
 }
 
 type Listener = () => void;
 
+const THREAD_PAGE = 100;
 const MAX_EVENT_PAGES = 4; // 4 × 500 events: more than the default retention (1000)
 const SAVE_DELAY_MS = 400;
 /** Key of the timeline that holds optimistic messages of a thread not created yet. */
@@ -84,7 +87,8 @@ export class ThreadStore {
   private readonly listeners = new Set<Listener>();
   private readonly createdListeners = new Set<(threadId: string, messageId: string) => void>();
   private readonly saveTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  private list: ThreadList = { threads: [], load: "idle", error: null };
+  private list: ThreadList = { threads: [], load: "idle", error: null, hasMore: false };
+  private nextCursor: string | null = null;
   /** Live list changes seen while a REST load is out (replayed on its answer). */
   private listChanges: ListChange[] = [];
   private listLoads = 0;
@@ -266,16 +270,29 @@ export class ThreadStore {
     const since = this.listChanges.length;
     this.listLoads += 1;
     try {
-      const page = await this.rest.listThreads({ limit: 100 });
+      const page = await this.rest.listThreads({ limit: THREAD_PAGE });
       let threads: readonly ThreadOut[] = page.items;
       for (const change of this.listChanges.slice(since)) threads = applyListChange(threads, change);
-      this.setList({ threads, load: "loaded", error: null });
+      this.nextCursor = page.next_cursor ?? null;
+      this.setList({ threads, load: "loaded", error: null, hasMore: Boolean(page.next_cursor) });
     } catch (err) {
       this.setList({ load: "error", error: message(err) });
     } finally {
       this.listLoads -= 1;
       if (this.listLoads === 0) this.listChanges = [];
     }
+  }
+
+  /** The next page of older threads, appended (threads already listed are kept). */
+  async loadMoreThreads(): Promise<void> {
+    if (!this.nextCursor) return;
+    const page = await this.rest.listThreads({ limit: THREAD_PAGE, cursor: this.nextCursor });
+    const known = new Set(this.list.threads.map((t) => t.thread_id));
+    this.nextCursor = page.next_cursor ?? null;
+    this.setList({
+      threads: [...this.list.threads, ...page.items.filter((t) => !known.has(t.thread_id))],
+      hasMore: Boolean(page.next_cursor),
+    });
   }
 
   async rename(threadId: string, title: string): Promise<void> {

@@ -203,4 +203,20 @@ describe("useThreads and useConnection", () => {
     await act(async () => answers[1]!(THREADS)); // taken before T1 existed
     expect(result.current.threads.map((t) => t.thread_id)).toEqual(["T1"]);
   });
+
+  it("pages in older threads after the first hundred", async () => {
+    const thread = (id: string) => ({ thread_id: id, title: id, created_at: "x", updated_at: "x", last_seq: 1 });
+    const { wrapper, calls } = setup({
+      "/api/threads?": (url) => (url.includes("cursor=c1")
+        ? { items: [thread("T1"), thread("T0")], next_cursor: null }
+        : { items: [thread("T2"), thread("T1")], next_cursor: "c1" }),
+    });
+    const { result } = renderHook(() => useThreads(), { wrapper });
+    await waitFor(() => expect(result.current.load).toBe("loaded"));
+    expect(result.current.hasMore).toBe(true);
+    await act(() => result.current.loadMore());
+    expect(result.current.threads.map((t) => t.thread_id)).toEqual(["T2", "T1", "T0"]);
+    expect(result.current.hasMore).toBe(false);
+    expect(calls.filter((c) => c.url.includes("cursor=c1"))).toHaveLength(1);
+  });
 });

@@ -9,7 +9,7 @@ interface Props {
 
 /** Threads: list, new, rename (inline), delete (with an inline confirmation). */
 export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
-  const { threads, load, error, rename, remove } = useThreads();
+  const { threads, load, error, rename, remove, hasMore, loadMore } = useThreads();
   const [editing, setEditing] = useState<string | null>(null);
   const [draft, setDraft] = useState("");
   const [confirming, setConfirming] = useState<string | null>(null);
@@ -68,6 +68,11 @@ export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
           </li>
         ))}
       </ul>
+      {hasMore && (
+        <button type="button" className="more" data-testid="threads-more" onClick={() => act(loadMore())}>
+          Older chats…
+        </button>
+      )}
       {footer}
     </aside>
   );
