@@ -151,6 +151,20 @@ describe("useAgent", () => {
     expect(result.current.messages.map((m) => m.content)).toEqual(["what is 6*7?", "6*7 = **42**"]);
   });
 
+  it("puts back a message an earlier page queued, shows it, and sends it once connected", async () => {
+    const history = new MemoryHistory();
+    await history.saveOutbox([{ messageId: "m9", content: "sent while offline", threadId: null,
+      state: "sent", error: null, runId: null, createdAt: 1 }]);
+    const { wrapper } = setup({}, history);
+    const { result } = renderHook(() => useAgent(null), { wrapper });
+    await waitFor(() => expect(result.current.messages.map((m) => [m.content, m.outbox]))
+      .toEqual([["sent while offline", "queued"]]));
+    const ws = await established();
+    expect(ws.framesOfType("user_message").map((f) => f.payload))
+      .toEqual([{ content: "sent while offline", message_id: "m9" }]);
+    expect(result.current.messages[0]?.outbox).toBe("sent");
+  });
+
   it("stop sends stop_agent for the thread", async () => {
     const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
     const { result } = renderHook(() => useAgent("T1"), { wrapper });
