@@ -41,6 +41,12 @@ async function main(): Promise<void> {
   const client = new RunwireClient({ url: wsUrl, getToken });
   const rest = new RestClient({ baseUrl: "", getToken });
   const history = await openHistory(claims.sub);
+  // The server closes an idle connection with 1000; coming back to the tab reconnects (and
+  // resumes every thread), as sending does.
+  document.addEventListener("visibilitychange", () => {
+    const { state, code } = client.status;
+    if (document.visibilityState === "visible" && state === "closed" && code === 1000) void client.connect();
+  });
   root.render(
     <StrictMode>
       <RunwireProvider client={client} rest={rest} history={history}>

@@ -52,6 +52,9 @@ export interface RunwireClientEventMap {
 }
 
 /** Close codes after which the client does not reconnect by itself. */
+/** Heartbeat pings stop after this long without other frames (under the server's 10 min). */
+export const IDLE_PING_LIMIT_MS = 5 * 60_000;
+
 export const NO_RECONNECT_CODES: ReadonlySet<number> = new Set([4003, 4008, 1008]);
 
 const OPEN = 1;
@@ -107,6 +110,8 @@ export class RunwireClient {
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private heartbeatTimer: ReturnType<typeof setTimeout> | null = null;
   private lastFrameAt = 0;
+  /** Last frame either way that was not ping/pong: pings stop once this is old. */
+  private lastUseAt = 0;
   private pingOutstanding = false;
   private readonly trackers = new Map<string, SeqTracker>();
   private readonly resuming = new Set<string>();
@@ -384,7 +389,7 @@ export class RunwireClient {
     this.stopHeartbeat();
     const ms = this.heartbeatMs();
     if (!ms) return;
-    this.lastFrameAt = Date.now();
+    this.lastFrameAt = this.lastUseAt = Date.now();
     this.pingOutstanding = false;
     this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms);
   }
@@ -395,7 +400,10 @@ export class RunwireClient {
     this.pingOutstanding = false;
   }
 
-  /** Silent for an interval → `ping`; silent for another one → reconnect (4000). */
+  /** Silent for an interval → `ping`; silent for another one → reconnect (4000).
+   *  A connection unused (nothing but ping/pong) for IDLE_PING_LIMIT_MS stops pinging, so
+   *  the server's idle timeout (default 10 min) can close an idle tab with 1000; the next
+   *  send or resume reconnects on demand. */
   private heartbeatTick(): void {
     this.heartbeatTimer = null;
     const ms = this.heartbeatMs();
@@ -403,6 +411,8 @@ export class RunwireClient {
     const idle = Date.now() - this.lastFrameAt;
     if (idle < ms) {
       this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms - idle);
+    } else if (!this.pingOutstanding && Date.now() - this.lastUseAt > IDLE_PING_LIMIT_MS) {
+      this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms);
     } else if (!this.pingOutstanding) {
       this.pingOutstanding = true;
       this.sendFrame({ type: "ping", payload: {} });
@@ -420,6 +430,7 @@ export class RunwireClient {
     if (typeof data !== "string") return;
     let frame = this.parse(data);
     if (!frame) return;
+    if (frame.type !== "pong") this.lastUseAt = Date.now();
     if (frame.type === "chunk") {
       const text = this.chunks.add(frame.payload);
       if (text === null) return;
@@ -543,6 +554,7 @@ export class RunwireClient {
     if (!this.ws || this.ws.readyState !== OPEN) return false;
     try {
       this.ws.send(JSON.stringify(frame));
+      if (frame.type !== "ping") this.lastUseAt = Date.now();
       return true;
     } catch (err) {
       console.error("runwire: send failed", err);

@@ -6,6 +6,7 @@ export { backoffDelay, type BackoffOptions } from "./backoff.ts";
 export {
   RunwireClient,
   NO_RECONNECT_CODES,
+  IDLE_PING_LIMIT_MS,
   base64url,
   type RunwireClientOptions,
   type RunwireClientEventMap,

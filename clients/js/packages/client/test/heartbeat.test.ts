@@ -47,6 +47,24 @@ describe("heartbeat", () => {
     expect(ws.closedByClient).toBeNull();
   });
 
+  it("stops pinging an unused connection so the server's idle timeout can close it", async () => {
+    const h = harness();
+    const ws = await connected(h, { heartbeat_interval: 30 });
+    for (let t = 0; t < 12; t++) { // 6 minutes of nothing but ping/pong
+      vi.advanceTimersByTime(30_000);
+      if (ws.framesOfType("ping").length > t) ws.deliver({ type: "pong", payload: {} });
+    }
+    const pings = ws.framesOfType("ping").length;
+    expect(pings).toBeGreaterThanOrEqual(8);
+    expect(pings).toBeLessThanOrEqual(10);
+    vi.advanceTimersByTime(10 * 60_000);
+    expect(ws.framesOfType("ping")).toHaveLength(pings); // no more pings, no 4000 close
+    expect(ws.closedByClient).toBeNull();
+    h.client.resume("T"); // used again: pings resume
+    vi.advanceTimersByTime(30_000);
+    expect(ws.framesOfType("ping")).toHaveLength(pings + 1);
+  });
+
   it("stops with the socket: no ping on a closed connection", async () => {
     const h = harness();
     const ws = await connected(h, { heartbeat_interval: 10 });
