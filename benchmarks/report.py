@@ -130,7 +130,7 @@ def write_markdown(path: Path, rows: list[Row], profiles: list[Profile], res: di
         "uvicorn with the same `websockets-sansio` protocol, no permessage-deflate.",
         "",
     ]
-    lines += analysis.section(res)
+    lines += analysis.section(res, profiles)
     lines += ["## Profiles", "", "Sampled while the row's workload ran again (not during the "
               "measured pass).", ""]
     lines += _profile_md(profiles)

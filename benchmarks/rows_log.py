@@ -69,8 +69,8 @@ async def _run(client: RawClient, col: _Collector, content: str, message_id: str
     return str(payload["thread_id"])
 
 
-async def resume_replay(url: str, events: int = RESUME_EVENTS,
-                        repeats: int = RESUME_REPEATS) -> dict[str, Any]:
+async def build_thread(url: str, events: int = RESUME_EVENTS) -> tuple[str, int]:
+    """A thread with at least `events` stored events: (thread id, last seq)."""
     col = _Collector()
     prefix = run_prefix("resume")
     writer = await open_raw(url, "resume", col.on_text)
@@ -80,9 +80,14 @@ async def resume_replay(url: str, events: int = RESUME_EVENTS,
         while max(seq for (_, seq) in col.arrivals) < events and i < 2 * events:
             await _run(writer, col, "what is 1+1?", f"{prefix}-{i}", thread)
             i += 1
-        stored = max(seq for (_, seq) in col.arrivals)
+        return thread, max(seq for (_, seq) in col.arrivals)
     finally:
         writer.close()
+
+
+async def time_resumes(url: str, thread: str, repeats: int = RESUME_REPEATS
+                       ) -> dict[str, Any]:
+    """`repeats` times, on a fresh connection: resume after_seq=0 → replay_complete."""
     times: list[float] = []
     counts: list[int] = []
     for r in range(repeats):
@@ -100,7 +105,7 @@ async def resume_replay(url: str, events: int = RESUME_EVENTS,
             counts.append(reader_col.replayed)
         finally:
             reader.close()
-    return {"stored": stored, "times": times, "replayed": min(counts)}
+    return {"times": times, "replayed": min(counts)}
 
 
 async def cross_node(url_a: str, url_b: str, runs: int = CROSS_RUNS) -> dict[str, list[float]]:
