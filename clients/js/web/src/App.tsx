@@ -1,5 +1,5 @@
 import { useAgent, useConnection, useThreads } from "@runwire/react";
-import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
+import { useCallback, useEffect, useState, type ReactNode } from "react";
 import { Composer } from "./components/Composer.tsx";
 import { ConnectionStatus } from "./components/ConnectionStatus.tsx";
 import { Sidebar } from "./components/Sidebar.tsx";
@@ -27,13 +27,9 @@ export function App({ userId }: { userId: string }): ReactNode {
   }, []);
   const agent = useAgent(current, { onThreadCreated: select });
   useEffect(() => showInUrl(current), [current]);
-  const seen = useRef<string | null>(null);
   useEffect(() => {
-    // The selected thread disappeared from the list: deleted here or in another tab.
-    const listed = current !== null && threads.some((t) => t.thread_id === current);
-    if (listed) seen.current = current;
-    else if (current !== null && seen.current === current) select(null);
-  }, [current, threads, select]);
+    if (agent.deleted) select(null); // deleted here or in another tab
+  }, [agent.deleted, select]);
 
   if (connection.state === "closed" && connection.code === 4001) return <TokenGate reason="invalid" />;
   const title = threads.find((t) => t.thread_id === current)?.title ?? (current ? "…" : "New chat");
@@ -62,7 +58,7 @@ export function App({ userId }: { userId: string }): ReactNode {
         {agent.load === "error" && (
           <p className="banner error" role="alert">This thread could not load: {agent.loadError}</p>
         )}
-        <Timeline items={agent.items} onRetry={agent.retry}
+        <Timeline items={agent.items} onRetry={agent.retry} onDiscard={agent.discard}
                   empty={<div className="empty">{current ? "Loading…" : "Ask something to start a new chat."}</div>} />
         <Composer focusKey={current ?? ""} onSend={(text) => agent.send(text)}
                   onStop={active ? () => agent.stop() : null} />

@@ -14,9 +14,19 @@ function gate(reason: "missing" | "expired" | "invalid"): void {
   root.render(<StrictMode><TokenGate reason={reason} /></StrictMode>);
 }
 
+/** This tab's id (kept across reloads of the tab): its outbox is its own. */
+function tabId(): string {
+  let id = sessionStorage.getItem("runwire.tab");
+  if (!id) {
+    id = Math.random().toString(36).slice(2, 10);
+    sessionStorage.setItem("runwire.tab", id);
+  }
+  return id;
+}
+
 async function openHistory(userId: string): Promise<LocalHistory | null> {
   try {
-    return await IndexedDbHistory.open(`runwire:${userId}`, { maxMessages: 500 });
+    return await IndexedDbHistory.open(`runwire:${userId}`, { maxMessages: 500, outboxKey: `outbox:${tabId()}` });
   } catch {
     return null; // no IndexedDB (private mode): the page works, reloads load from the server
   }
@@ -38,7 +48,8 @@ async function main(): Promise<void> {
     return current;
   };
   const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-  const client = new RunwireClient({ url: wsUrl, getToken });
+  // Threads are followed once the page opens them (the ThreadStore loads them then).
+  const client = new RunwireClient({ url: wsUrl, getToken, autoFollow: false });
   const rest = new RestClient({ baseUrl: "", getToken });
   const history = await openHistory(claims.sub);
   // The server closes an idle connection with 1000; coming back to the tab reconnects (and

@@ -39,6 +39,13 @@ export interface RunwireClientOptions {
   random?: () => number;
   /** Follow the browser's `online`/`offline` events (default: true when `window` exists). */
   watchNetwork?: boolean;
+  /**
+   * true (default): every thread the client sees an event of is kept gapless (gap → resume,
+   * resumed after reconnects). false: only threads given to `follow()`/`resume()` are; an
+   * app that loads a thread over REST when it opens it (like @runwire/react's ThreadStore)
+   * then doesn't replay threads nobody looks at.
+   */
+  autoFollow?: boolean;
 }
 
 /** What `on()` can listen to. */
@@ -121,6 +128,9 @@ export class RunwireClient {
   private readonly retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly agents = new Map<string, string>();
   private networkAttached = false;
+  private readonly autoFollow: boolean;
+  /** Threads kept gapless when `autoFollow` is false. */
+  private readonly followed = new Set<string>();
 
   constructor(options: RunwireClientOptions) {
     this.url = options.url;
@@ -129,6 +139,11 @@ export class RunwireClient {
     this.random = options.random ?? Math.random;
     this.WS = options.WebSocket;
     this.watchNetwork = options.watchNetwork ?? typeof window !== "undefined";
+    this.autoFollow = options.autoFollow ?? true;
+  }
+
+  private isFollowed(threadId: string): boolean {
+    return this.autoFollow || this.followed.has(threadId);
   }
 
   /** The connection's state; replaced (new object) on every change. */
@@ -456,7 +471,9 @@ export class RunwireClient {
     if (isThreadEvent(frame)) {
       const tracker = this.tracker(frame.thread_id);
       if (!tracker.accept(frame.seq)) return; // duplicate
-      if (tracker.hasGap && !this.resuming.has(frame.thread_id)) this.resume(frame.thread_id);
+      if (tracker.hasGap && !this.resuming.has(frame.thread_id) && this.isFollowed(frame.thread_id)) {
+        this.resume(frame.thread_id);
+      }
       this.emit("event", frame);
       return;
     }
@@ -469,7 +486,7 @@ export class RunwireClient {
         this.setStatus({ state: "open", attempt: 0, retryInMs: null });
         this.startHeartbeat();
         this.emit("frame", frame);
-        for (const threadId of this.trackers.keys()) this.resume(threadId);
+        for (const threadId of this.trackers.keys()) if (this.isFollowed(threadId)) this.resume(threadId);
         this.flush();
         return;
       case "message_ack":
@@ -510,6 +527,7 @@ export class RunwireClient {
    */
   follow(threadId: string, lastSeq: number): void {
     this.tracker(threadId).markThrough(lastSeq);
+    this.followed.add(threadId);
     if (this.isOpen()) this.resume(threadId);
     else this.reconnectOnDemand();
   }
@@ -518,6 +536,7 @@ export class RunwireClient {
   unfollow(threadId: string): void {
     this.trackers.delete(threadId);
     this.resuming.delete(threadId);
+    this.followed.delete(threadId);
   }
 
   /**
@@ -526,6 +545,7 @@ export class RunwireClient {
    */
   resume(threadId: string, afterSeq?: number): boolean {
     const tracker = this.tracker(threadId);
+    this.followed.add(threadId);
     if (!this.isOpen()) {
       this.reconnectOnDemand();
       return false;

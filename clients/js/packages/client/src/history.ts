@@ -77,6 +77,9 @@ function done(tx: IDBTransaction): Promise<void> {
 export interface IndexedDbHistoryOptions extends HistoryOptions {
   /** Default: `globalThis.indexedDB`. */
   indexedDB?: IDBFactory;
+  /** The record the outbox is kept under (default "outbox"). Give each browser tab its own
+   *  (e.g. an id kept in sessionStorage), so tabs don't overwrite each other's queue. */
+  outboxKey?: string;
 }
 
 /**
@@ -89,6 +92,7 @@ export class IndexedDbHistory implements LocalHistory {
   private constructor(
     private readonly db: IDBDatabase | null,
     private readonly maxMessages: number,
+    private readonly outboxKey: string = OUTBOX_KEY,
   ) {}
 
   /** Opens (or creates) the database. Never rejects. */
@@ -109,7 +113,7 @@ export class IndexedDbHistory implements LocalHistory {
       const db = await promised(req);
       // another tab upgrading the schema: let it
       db.onversionchange = () => db.close();
-      return new IndexedDbHistory(db, maxMessages);
+      return new IndexedDbHistory(db, maxMessages, options.outboxKey ?? OUTBOX_KEY);
     } catch (err) {
       console.warn("runwire: cannot open IndexedDB; local history disabled", err);
       return new IndexedDbHistory(null, maxMessages);
@@ -155,11 +159,11 @@ export class IndexedDbHistory implements LocalHistory {
   }
 
   async loadOutbox(): Promise<OutboxItem[]> {
-    const v = await this.run<OutboxItem[]>("loadOutbox", [], "readonly", META, (s) => s.get(OUTBOX_KEY));
+    const v = await this.run<OutboxItem[]>("loadOutbox", [], "readonly", META, (s) => s.get(this.outboxKey));
     return Array.isArray(v) ? v : [];
   }
 
   async saveOutbox(items: readonly OutboxItem[]): Promise<void> {
-    await this.run<undefined>("saveOutbox", undefined, "readwrite", META, (s) => s.put([...items], OUTBOX_KEY));
+    await this.run<undefined>("saveOutbox", undefined, "readwrite", META, (s) => s.put([...items], this.outboxKey));
   }
 }

@@ -91,6 +91,26 @@ describe("dedupe and gaps", () => {
     ]);
   });
 
+  it("autoFollow false: only followed threads are gap-repaired and resumed on reconnect", async () => {
+    const h = harness({ autoFollow: false });
+    let ws = await connected(h);
+    ws.deliver(ev("A", 7)); // a thread nobody opened: passed on, not replayed
+    expect(h.events.map((e) => e.seq)).toEqual([7]);
+    expect(ws.framesOfType("resume")).toHaveLength(0);
+    h.client.follow("B", 3);
+    expect(ws.framesOfType("resume").map((f) => f.payload)).toEqual([{ thread_id: "B", after_seq: 3 }]);
+    ws.deliver({ type: "replay_complete", payload: { thread_id: "B", last_seq: 3, complete: true } });
+    ws.deliver(ev("B", 6)); // a gap in a followed thread: repaired
+    expect(ws.framesOfType("resume").map((f) => f.payload)).toContainEqual({ thread_id: "B", after_seq: 3 });
+    expect(ws.framesOfType("resume")).toHaveLength(2);
+    ws.serverClose(1011);
+    vi.advanceTimersByTime(1_000);
+    await Promise.resolve();
+    ws = FakeWebSocket.last;
+    ws.establish();
+    expect(ws.framesOfType("resume").map((f) => f.payload)).toEqual([{ thread_id: "B", after_seq: 3 }]);
+  });
+
   it("follow(): events <= lastSeq are duplicates and the thread is resumed from there", async () => {
     const h = harness();
     const ws = await connected(h);

@@ -65,6 +65,18 @@ describe("IndexedDbHistory (fake-indexeddb)", () => {
     expect(await bob.loadOutbox()).toEqual([]);
   });
 
+  it("keeps each tab's outbox under its own key, the timelines shared", async () => {
+    const factory = new IDBFactory();
+    const tab1 = await IndexedDbHistory.open("runwire:alice", { indexedDB: factory, outboxKey: "outbox:1" });
+    const tab2 = await IndexedDbHistory.open("runwire:alice", { indexedDB: factory, outboxKey: "outbox:2" });
+    await tab1.saveOutbox(outbox);
+    await tab2.saveOutbox([]);
+    await tab2.save(bigTimeline("T", 2));
+    expect(await tab1.loadOutbox()).toEqual(outbox);
+    expect(await tab2.loadOutbox()).toEqual([]);
+    expect((await tab1.load("T"))?.items).toHaveLength(2);
+  });
+
   it("honours a smaller maxMessages", async () => {
     const h = await IndexedDbHistory.open("small", { indexedDB: new IDBFactory(), maxMessages: 10 });
     await h.save(bigTimeline("T", 30));

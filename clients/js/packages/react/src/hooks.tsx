@@ -129,6 +129,10 @@ export interface AgentView {
   send: (content: string, opts?: Omit<SendOptions, "threadId">) => OutboxItem;
   stop: () => boolean;
   retry: (messageId: string) => void;
+  /** Gives up on a queued or failed message (removed from the queue and the view). */
+  discard: (messageId: string) => void;
+  /** The thread was deleted (here or in another tab): show something else. */
+  deleted: boolean;
 }
 
 export interface UseAgentOptions {
@@ -184,7 +188,9 @@ export function useAgent(threadId: string | null, opts: UseAgentOptions = {}): A
       source: entry?.source ?? "none",
       send: (content: string, o: Omit<SendOptions, "threadId"> = {}) => store.send(threadId, content, o),
       stop: () => (threadId ? store.stop(threadId) : false),
-      retry: (messageId: string) => store.client.retry(messageId),
+      retry: (messageId: string) => { store.client.retry(messageId); },
+      discard: (messageId: string) => store.discard(messageId),
+      deleted: store.isDeleted(threadId),
     };
   }, [entry, key, store, threadId]);
 }

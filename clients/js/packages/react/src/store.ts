@@ -11,6 +11,7 @@ import {
   addOptimistic,
   applyEvent,
   applyEvents,
+  removeOptimistic,
   emptyTimeline,
   timelineFromMessages,
   updateOptimistic,
@@ -49,7 +50,8 @@ export interface ThreadList {
 type Listener = () => void;
 
 const THREAD_PAGE = 100;
-const MAX_EVENT_PAGES = 4; // 4 × 500 events: more than the default retention (1000)
+const MAX_EVENT_PAGES = 4;
+const MAX_PENDING = 5000; // events kept for a thread that is not loaded // 4 × 500 events: more than the default retention (1000)
 const SAVE_DELAY_MS = 400;
 /** Key of the timeline that holds optimistic messages of a thread not created yet. */
 export const DRAFT = "";
@@ -77,6 +79,12 @@ function asOutbox(item: MessageItem, threadId: string, state?: OutboxState): Out
   };
 }
 
+function newId(): string {
+  const c = globalThis.crypto;
+  if (c && typeof c.randomUUID === "function") return c.randomUUID();
+  return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}`;
+}
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -87,6 +95,14 @@ export class ThreadStore {
   private readonly listeners = new Set<Listener>();
   private readonly createdListeners = new Set<(threadId: string, messageId: string) => void>();
   private readonly saveTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Threads being reloaded after `replay_complete {complete: false}` (one load at a time). */
+  private readonly reloading = new Set<string>();
+  /** Threads whose pending buffer overflowed: they load from the server, not the cache. */
+  private readonly overflowed = new Set<string>();
+  /** Threads deleted while this page was open: nothing recreates them. */
+  private readonly deleted = new Set<string>();
+  /** "New chat" messages typed before the first one's ack: sent into its thread then. */
+  private held: Array<{ item: OutboxItem; opts: Omit<SendOptions, "threadId"> }> = [];
   private list: ThreadList = { threads: [], load: "idle", error: null, hasMore: false };
   private nextCursor: string | null = null;
   /** Live list changes seen while a REST load is out (replayed on its answer). */
@@ -162,6 +178,11 @@ export class ThreadStore {
     return this.list;
   }
 
+  /** The thread was deleted (here or in another tab) while this page was open. */
+  isDeleted(threadId: string | null): boolean {
+    return threadId !== null && this.deleted.has(threadId);
+  }
+
   private put(threadId: string, patch: Partial<ThreadEntry>): void {
     const old = this.entries.get(threadId) ?? {
       timeline: emptyTimeline(threadId), load: "idle" as const, error: null, source: "none" as const,
@@ -179,11 +200,51 @@ export class ThreadStore {
   // ---- sending -------------------------------------------------------------------------
 
   send(threadId: string | null, content: string, opts: Omit<SendOptions, "threadId"> = {}): OutboxItem {
+    if (threadId === null && this.draftInFlight()) {
+      // Without a thread id the server would start a second thread: wait for the first ack.
+      const item: OutboxItem = {
+        messageId: opts.messageId ?? newId(), content, threadId: null, state: "queued", error: null,
+        runId: null, createdAt: Date.now(),
+      };
+      this.held.push({ item, opts: { ...opts, messageId: item.messageId } });
+      this.put(DRAFT, { timeline: addOptimistic(this.draftTimeline(), item) });
+      return item;
+    }
     const item = this.client.send(content, { ...opts, threadId });
     const key = threadId ?? DRAFT;
     const entry = this.entries.get(key);
     this.put(key, { timeline: addOptimistic(entry?.timeline ?? emptyTimeline(key), item) });
     return item;
+  }
+
+  /** A queued or failed message the user gives up on: gone from the queue and the view. */
+  discard(messageId: string): void {
+    this.client.discard(messageId);
+    this.held = this.held.filter((h) => h.item.messageId !== messageId);
+    for (const [key, entry] of this.entries) {
+      const timeline = removeOptimistic(entry.timeline, messageId);
+      if (timeline !== entry.timeline) this.put(key, { timeline });
+    }
+    this.releaseHeld();
+  }
+
+  /** The "new chat" message others waited for failed or was dismissed: the next one
+   *  starts the thread instead. */
+  private releaseHeld(): void {
+    if (!this.held.length || this.draftInFlight()) return;
+    const next = this.held.shift();
+    if (!next) return;
+    this.put(DRAFT, { timeline: removeOptimistic(this.draftTimeline(), next.item.messageId) });
+    this.send(null, next.item.content, next.opts);
+  }
+
+  private draftTimeline(): Timeline {
+    return this.entries.get(DRAFT)?.timeline ?? emptyTimeline(DRAFT);
+  }
+
+  /** A "new chat" message is on its way to becoming a thread (not failed, not held). */
+  private draftInFlight(): boolean {
+    return this.client.outbox.some((o) => o.threadId === null && o.state !== "failed");
   }
 
   stop(threadId: string): boolean {
@@ -195,9 +256,10 @@ export class ThreadStore {
   /** Show a thread: the local cache at once, then the server's log; follow it live. */
   async open(threadId: string): Promise<void> {
     const entry = this.entries.get(threadId);
-    if (entry && (entry.load === "loading" || entry.load === "loaded")) return;
+    if (this.deleted.has(threadId) || entry?.load === "loading" || entry?.load === "loaded") return;
     this.put(threadId, { load: "loading", error: null });
-    const cached = this.history ? await this.history.load(threadId).catch(() => null) : null;
+    const useCache = this.history !== null && !this.overflowed.has(threadId);
+    const cached = useCache ? await this.history?.load(threadId).catch(() => null) : null;
     if (cached) {
       this.settle(threadId, cached, "cache");
       return; // resume (in settle) asks the server for everything after the cache
@@ -214,9 +276,12 @@ export class ThreadStore {
       for (let i = 0; i < MAX_EVENT_PAGES; i += 1) {
         page = await this.rest.events(threadId, { afterSeq: after, limit: 500 });
         if (i === 0 && page.first_retained_seq !== null && page.first_retained_seq > 1) {
-          // Older events were pruned: the stored messages stand in for them.
+          // Older events were pruned: the stored messages stand in for them (those whose
+          // events are still in the log come from the events, in their place).
+          const inLog = new Set(page.items.map((e) => String(e.payload?.message_id ?? "")));
           const msgs = await this.rest.messages(threadId, { limit: 100 });
-          base = timelineFromMessages(threadId, msgs.items, page.first_retained_seq - 1);
+          base = timelineFromMessages(threadId, msgs.items.filter((m) => !inLog.has(m.message_id)),
+                                      page.first_retained_seq - 1);
         }
         base = applyEvents(base, page.items as ThreadEvent[]);
         const last = page.items.at(-1) as ThreadEvent | undefined;
@@ -230,9 +295,18 @@ export class ThreadStore {
   }
 
   private settle(threadId: string, base: Timeline, source: ThreadEntry["source"]): void {
+    if (this.deleted.has(threadId)) return;
     const current = this.entries.get(threadId)?.timeline;
     let timeline = applyEvents(base, this.pending.get(threadId) ?? []);
     this.pending.delete(threadId);
+    this.overflowed.delete(threadId);
+    // A cached optimistic message that is no longer queued was sent (or given up) since.
+    for (const item of base.items) {
+      if (item.kind === "message" && item.outbox !== null
+          && !this.client.outbox.some((o) => o.messageId === item.id)) {
+        timeline = removeOptimistic(timeline, item.id);
+      }
+    }
     // Optimistic messages (sent while loading, or restored from an earlier page) stay.
     for (const item of current?.items ?? []) {
       if (item.kind === "message" && item.outbox !== null) {
@@ -320,6 +394,8 @@ export class ThreadStore {
   }
 
   private forget(threadId: string): void {
+    this.deleted.add(threadId);
+    this.client.unfollow(threadId);
     this.entries.delete(threadId);
     this.pending.delete(threadId);
     clearTimeout(this.saveTimers.get(threadId));
@@ -335,8 +411,10 @@ export class ThreadStore {
       this.put(ev.thread_id, { timeline: applyEvent(entry.timeline, ev) });
       return;
     }
+    if (this.deleted.has(ev.thread_id)) return;
     const waiting = this.pending.get(ev.thread_id) ?? [];
-    if (waiting.length < 5000) waiting.push(ev);
+    if (waiting.length < MAX_PENDING) waiting.push(ev);
+    else this.overflowed.add(ev.thread_id); // its cache can't be completed from here
     this.pending.set(ev.thread_id, waiting);
   }
 
@@ -355,11 +433,14 @@ export class ThreadStore {
         break;
       case "replay_complete":
         if (p.complete === false) {
-          // The server could not prove continuity (pruned, or ahead after a crash).
+          // The server could not prove continuity (pruned, or ahead after a crash): load the
+          // thread again over REST — once, however many replays say so meanwhile.
           const id = String(p.thread_id);
+          if (this.reloading.has(id) || this.deleted.has(id)) break;
+          this.reloading.add(id);
           this.entries.delete(id);
           void this.history?.remove(id).catch(() => undefined);
-          void this.loadFromServer(id);
+          void this.loadFromServer(id).finally(() => this.reloading.delete(id));
         }
         break;
       default:
@@ -381,11 +462,19 @@ export class ThreadStore {
                                      asOutbox(item, threadId, "acked"));
       this.put(threadId, { timeline });
     }
+    // Messages typed after this one go into its thread.
+    for (const { item: heldItem, opts } of this.held.splice(0)) {
+      const sent = this.client.send(heldItem.content, { ...opts, threadId });
+      this.put(DRAFT, { timeline: removeOptimistic(this.draftTimeline(), heldItem.messageId) });
+      const entry = this.entries.get(threadId);
+      this.put(threadId, { timeline: addOptimistic(entry?.timeline ?? emptyTimeline(threadId), sent) });
+    }
     for (const fn of [...this.createdListeners]) fn(threadId, messageId);
   }
 
   private onOutbox(items: readonly OutboxItem[]): void {
     void this.history?.saveOutbox(items).catch(() => undefined);
+    if (items.some((o) => o.threadId === null && o.state === "failed")) this.releaseHeld();
     for (const item of items) {
       const key = item.threadId ?? DRAFT;
       const entry = this.entries.get(key);

@@ -36,7 +36,9 @@ const THREADS = { items: [], next_cursor: null };
 function setup(routes: Record<string, Route> = {}, history = new MemoryHistory()) {
   const { fetch, calls } = fakeFetch({ "/api/threads?": () => THREADS, ...routes });
   const getToken = async () => "tok";
-  const client = new RunwireClient({ url: "ws://t/ws", getToken, WebSocket: FakeWebSocket, watchNetwork: false });
+  const client = new RunwireClient({
+    url: "ws://t/ws", getToken, WebSocket: FakeWebSocket, watchNetwork: false, autoFollow: false,
+  });
   const rest = new RestClient({ getToken, fetch });
   const wrapper = ({ children }: { children: ReactNode }) => (
     <RunwireProvider client={client} rest={rest} history={history}>{children}</RunwireProvider>
@@ -163,6 +165,67 @@ describe("useAgent", () => {
     expect(ws.framesOfType("user_message").map((f) => f.payload))
       .toEqual([{ content: "sent while offline", message_id: "m9" }]);
     expect(result.current.messages[0]?.outbox).toBe("sent");
+  });
+
+  it("holds a second new-chat message until the first one's ack, then sends it into that thread", async () => {
+    const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
+    const { result } = renderHook(() => {
+      const [current, setCurrent] = useState<string | null>(null);
+      return { agent: useAgent(current, { onThreadCreated: setCurrent }), current };
+    }, { wrapper });
+    const ws = await established();
+    act(() => { result.current.agent.send("first", { messageId: "m1" }); });
+    act(() => { result.current.agent.send("second", { messageId: "m2" }); });
+    expect(result.current.agent.messages.map((m) => [m.content, m.outbox]))
+      .toEqual([["first", "sent"], ["second", "queued"]]);
+    expect(ws.framesOfType("user_message")).toHaveLength(1); // not a second thread
+    deliver(ws, { type: "message_ack", payload: { message_id: "m1", thread_id: "T1", run_id: "R1", duplicate: false } });
+    expect(ws.framesOfType("user_message").map((f) => f.payload))
+      .toEqual([{ content: "first", message_id: "m1" }, { content: "second", message_id: "m2", thread_id: "T1" }]);
+    await waitFor(() => expect(result.current.agent.load).toBe("loaded"));
+    expect(result.current.current).toBe("T1");
+    expect(result.current.agent.messages.map((m) => m.content)).toEqual(["first", "second"]);
+  });
+
+  it("reloads once however many replays answer complete:false meanwhile", async () => {
+    let answer: (page: unknown) => void = () => undefined;
+    const events = run("T1", 1);
+    const { wrapper, calls } = setup({
+      "/api/threads/T1/events": () => new Promise((resolve) => { answer = resolve; }),
+    }, (() => { const h = new MemoryHistory(); void h.save(applyEvents(emptyTimeline("T1"), events.slice(0, 1))); return h; })());
+    const { result } = renderHook(() => useAgent("T1"), { wrapper });
+    const ws = await established();
+    await waitFor(() => expect(result.current.source).toBe("cache"));
+    const incomplete = { type: "replay_complete", payload: { thread_id: "T1", last_seq: 6, complete: false } };
+    deliver(ws, incomplete);
+    deliver(ws, events[4]!, incomplete);
+    await waitFor(() => expect(calls.some((c) => c.url.includes("/events"))).toBe(true));
+    await act(async () => answer({ items: events.slice(0, 5), next_cursor: null, last_seq: 5, first_retained_seq: 1 }));
+    deliver(ws, events[5]!);
+    await waitFor(() => expect(result.current.source).toBe("server"));
+    expect(calls.filter((c) => c.url.includes("/events"))).toHaveLength(1);
+    expect(result.current.status).toBe("ready");
+    expect(result.current.items.find((i) => i.kind === "run")).toMatchObject({ status: "completed" });
+    expect(result.current.activeRun).toBeNull();
+  });
+
+  it("dismisses a failed message and forgets a deleted thread", async () => {
+    const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
+    const { result } = renderHook(() => useAgent("T1"), { wrapper });
+    let ws = await established();
+    await waitFor(() => expect(result.current.load).toBe("loaded"));
+    act(() => { result.current.send("too busy", { messageId: "m5" }); });
+    deliver(ws, { type: "error", payload: { code: "thread_busy", message: "busy", request_id: "m5" } });
+    expect(result.current.messages.map((m) => m.outbox)).toEqual(["failed"]);
+    act(() => result.current.discard("m5"));
+    expect(result.current.messages).toEqual([]);
+    deliver(ws, { type: "thread_deleted", payload: { thread_id: "T1" } });
+    expect(result.current.deleted).toBe(true);
+    act(() => ws.serverClose(1011));
+    await waitFor(() => expect(FakeWebSocket.instances.length).toBe(2), { timeout: 3000 });
+    ws = FakeWebSocket.last;
+    act(() => ws.establish());
+    expect(ws.framesOfType("resume")).toEqual([]); // a deleted thread is not resumed
   });
 
   it("stop sends stop_agent for the thread", async () => {

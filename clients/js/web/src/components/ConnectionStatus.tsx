@@ -1,4 +1,4 @@
-import type { ConnectionView } from "@runwire/react";
+import { useRunwireStore, type ConnectionView } from "@runwire/react";
 import { useEffect, useState, type ReactNode } from "react";
 
 const CLOSED: Record<number, string> = {
@@ -23,8 +23,10 @@ function label(c: ConnectionView, seconds: number | null): string {
   }
 }
 
-/** The connection indicator (data-state is the client's state machine's state). */
+/** The connection indicator (data-state is the client's state machine's state); after a
+ *  close the client won't retry by itself (4008, 1008, 4003, idle), a button reconnects. */
 export function ConnectionStatus({ connection }: { connection: ConnectionView }): ReactNode {
+  const { client } = useRunwireStore();
   const [now, setNow] = useState(() => Date.now());
   const [since, setSince] = useState(() => Date.now());
   useEffect(() => { setSince(Date.now()); }, [connection.retryInMs, connection.attempt]);
@@ -39,6 +41,11 @@ export function ConnectionStatus({ connection }: { connection: ConnectionView })
     <div className="status" data-testid="connection-status" data-state={connection.state}
          data-code={connection.code ?? undefined} role="status" aria-live="polite">
       <span className="dot" aria-hidden="true" /> {label(connection, seconds)}
+      {connection.state === "closed" && connection.code !== 4001 && (
+        <button type="button" className="reconnect" data-testid="reconnect" onClick={() => void client.connect()}>
+          Reconnect
+        </button>
+      )}
     </div>
   );
 }

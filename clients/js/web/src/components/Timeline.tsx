@@ -14,7 +14,12 @@ function Markdown({ text }: { text: string }): ReactNode {
   return <div className="body markdown" dangerouslySetInnerHTML={{ __html: html }} />;
 }
 
-function Message({ item, onRetry }: { item: MessageItem; onRetry: (id: string) => void }): ReactNode {
+interface Actions {
+  onRetry: (id: string) => void;
+  onDiscard: (id: string) => void;
+}
+
+function Message({ item, onRetry, onDiscard }: { item: MessageItem } & Actions): ReactNode {
   const state = item.outbox && item.outbox !== "acked" ? item.outbox : item.streaming ? "streaming" : undefined;
   return (
     <div className="msg" data-testid="message" data-role={item.role} data-state={state} data-message-id={item.id}>
@@ -25,7 +30,8 @@ function Message({ item, onRetry }: { item: MessageItem; onRetry: (id: string) =
       {item.outbox === "failed" && (
         <span className="tag error">
           not sent{" "}
-          <button type="button" data-testid="retry-message" onClick={() => onRetry(item.id)}>Retry</button>
+          <button type="button" data-testid="retry-message" onClick={() => onRetry(item.id)}>Retry</button>{" "}
+          <button type="button" data-testid="discard-message" onClick={() => onDiscard(item.id)}>Dismiss</button>
         </span>
       )}
     </div>
@@ -90,9 +96,9 @@ function Run({ item }: { item: RunItem }): ReactNode {
   );
 }
 
-function Item({ item, onRetry }: { item: TimelineItem; onRetry: (id: string) => void }): ReactNode {
+function Item({ item, ...actions }: { item: TimelineItem } & Actions): ReactNode {
   switch (item.kind) {
-    case "message": return <Message item={item} onRetry={onRetry} />;
+    case "message": return <Message item={item} {...actions} />;
     case "thinking": return <Thinking item={item} />;
     case "tool": return <Tool item={item} />;
     case "run": return <Run item={item} />;
@@ -116,9 +122,9 @@ function displayOrder(items: readonly TimelineItem[]): TimelineItem[] {
 }
 
 /** The thread as it happens; follows the bottom unless the reader scrolled up. */
-export function Timeline({ items, onRetry, empty }: {
-  items: readonly TimelineItem[]; onRetry: (id: string) => void; empty: ReactNode;
-}): ReactNode {
+export function Timeline({ items, empty, ...actions }: {
+  items: readonly TimelineItem[]; empty: ReactNode;
+} & Actions): ReactNode {
   const ref = useRef<HTMLElement>(null);
   const stick = useRef(true);
   useEffect(() => {
@@ -131,7 +137,7 @@ export function Timeline({ items, onRetry, empty }: {
                const el = e.currentTarget;
                stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
              }}>
-      {items.length === 0 ? empty : displayOrder(items).map((item) => <Item key={`${item.kind}:${item.id}`} item={item} onRetry={onRetry} />)}
+      {items.length === 0 ? empty : displayOrder(items).map((item) => <Item key={`${item.kind}:${item.id}`} item={item} {...actions} />)}
     </section>
   );
 }
