@@ -84,25 +84,28 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "of the samples. The baseline sends pre-built frames as fast as the socket takes "
         "them.",
         f"* **Memory** ({mem:.1f} KiB per idle connection, baseline {base_mem:.1f} KiB). "
-        "The baseline's cost is uvicorn's protocol object, the websockets state machine "
-        "and the handshake headers. runwire adds its Connection (two lanes, events), two "
-        "tasks (reader, writer) and the auth header. What was measured at 45 KiB before "
-        "this change: FastAPI's per-request stack (routing scope copy, two exception "
-        "layers, three exit stacks, telemetry) stayed suspended under every WebSocket for "
-        "its whole life, ~8 KiB (tracemalloc); `/ws` now goes from uvicorn straight to "
-        "the gateway (`runwire.server.WebSocketFastPath`). Each asyncio `Event`/`Lock`/"
-        "`Queue` costs a ~370 B deque; running the reader in the endpoint's own task "
-        "would save one task (~1 KiB) more.",
+        "The baseline's cost is uvicorn's protocol object and receive queue, the websockets "
+        "state machine and the handshake headers. runwire adds its Connection (two lanes, "
+        "two events), a writer task, the bus subscription and the longer handshake (the "
+        "token). Measured at 45 KiB before this change; tracemalloc showed FastAPI's "
+        "per-request stack (routing scope copy, two exception layers, three exit stacks, "
+        "telemetry) suspended under every WebSocket for its whole life, ~8 KiB: `/ws` now "
+        "goes from uvicorn straight to the gateway (`runwire.server.WebSocketFastPath`), "
+        "and the reader runs in the endpoint's own task instead of a task of its own. What "
+        "is left is mostly asyncio objects: every `Event`, `Queue` and `deque` holds an "
+        "empty deque block (~0.7 KiB each).",
         "* **Resume** (1,000 events). Two parts: reading the page from SQLite and building "
         "the envelopes (`eventlog.read`), and the connection writer sending 1,000 frames "
         "(`Connection.run_writer`, websockets' frame serialisation, per-frame metrics). "
         "Before this change every frame also paid an `asyncio.timeout` (a timer per "
-        "frame, ~11% of the writer in the profile); the writer now arms one watchdog "
-        "timer per drained batch.",
+        "frame, ~11% of the samples); the writer now has one watchdog timer per "
+        "connection. Per-frame metrics (a labelled counter and a histogram, each behind "
+        "a mutex) are the next few per cent.",
         "* **Cross-node**. One Redis pub/sub round trip on loopback (`PUBLISH` from the "
         "node that committed, the other node's listener, then the same local delivery); "
-        f"p50 {ms(cross50)} from the event's timestamp (in-process: {ms(local50)}); the "
-        "tail is scheduling on a busy machine.",
+        f"p50 {ms(cross50)} after the local delivery (a second local connection: "
+        f"{ms(local50)}); from the event's timestamp most of the time is the PostgreSQL "
+        "commit before anything is published. The tail is scheduling on a busy machine.",
         "",
         "Outside the directories this change may touch (reported, not changed): the "
         "run emitter commits each non-delta event in its own transaction (`runs/emitter.py`) "

@@ -35,12 +35,11 @@ def series(res: dict[str, Any]) -> dict[str, list[float]]:
     if lg.get("first_values"):
         out["LangGraph: first values event"] = lg["first_values"]
     cross = res.get("cross_node", {})
-    if cross.get("local"):
-        out["runwire: event timestamp → arrival, same node"] = [
-            max(v, 1e-5) for v in cross["local"]]
     if cross.get("cross"):
-        out["runwire: event timestamp → arrival, other node (Redis)"] = [
-            max(v, 1e-5) for v in cross["cross"]]
+        out["runwire: cross-node, arrival B − arrival A"] = [max(v, 1e-5) for v in cross["cross"]]
+    if cross.get("stamp_b"):
+        out["runwire: event timestamp → arrival on B (incl. commit)"] = [
+            max(v, 1e-5) for v in cross["stamp_b"]]
     resume = res.get("resume", {})
     if resume.get("times"):
         out["runwire: resume 1,000 events"] = resume["times"]

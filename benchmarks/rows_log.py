@@ -3,11 +3,12 @@
 Resume: one thread with more than 1,000 stored events (runs on the same thread, one
 after another), then on fresh connections ``resume after_seq=0`` → ``replay_complete``.
 
-Cross-node: two nodes on PostgreSQL + Redis; one user with a connection on each node;
-runs are submitted on node A. For every thread event: its own ``timestamp`` (set when it
-is appended, millisecond resolution) → arrival on node B (via Redis) and → arrival on
-node A (in-process delivery, the baseline), and the precise difference arrival on B −
-arrival on A (same clock, this process).
+Cross-node: two nodes on PostgreSQL + Redis; one user with connections A1, A2 on node A
+and B1 on node B; runs are submitted on A1. For every thread event: cross-node latency =
+arrival on B1 − arrival on A1 (same clock: this process); the in-process baseline =
+|arrival on A2 − arrival on A1|, a second local delivery. Also, from the event's own
+``timestamp`` (set when it is appended, before the commit; millisecond resolution) to
+its arrival on A1 and on B1.
 """
 
 from __future__ import annotations
@@ -109,24 +110,26 @@ async def time_resumes(url: str, thread: str, repeats: int = RESUME_REPEATS
 
 
 async def cross_node(url_a: str, url_b: str, runs: int = CROSS_RUNS) -> dict[str, list[float]]:
-    a1, b1 = _Collector(), _Collector()
+    a1, a2, b1 = _Collector(), _Collector(), _Collector()
     prefix = run_prefix("cross")
     ca1 = await open_raw(url_a, "cross", a1.on_text)
+    ca2 = await open_raw(url_a, "cross", a2.on_text)
     cb1 = await open_raw(url_b, "cross", b1.on_text)
     try:
         # Redis subscriptions are made when the connection is accepted: warm up first.
         for i in range(runs + 5):
             if i == 5:
-                a1.arrivals.clear()
-                b1.arrivals.clear()
-            await _run(ca1, a1, "what is 2*(3+4)?", f"{prefix}-{i}", others=(b1,))
+                for col in (a1, a2, b1):
+                    col.arrivals.clear()
+            await _run(ca1, a1, "what is 2*(3+4)?", f"{prefix}-{i}", others=(a2, b1))
     finally:
-        ca1.close()
-        cb1.close()
-    delta, wall_b, wall_a = [], [], []
+        for client in (ca1, ca2, cb1):
+            client.close()
+    cross, local, wall_b, wall_a = [], [], [], []
     for key, (t_a, w_a) in a1.arrivals.items():
-        if key in b1.arrivals:
-            delta.append(b1.arrivals[key][0] - t_a)
+        if key in b1.arrivals and key in a2.arrivals:
+            cross.append(b1.arrivals[key][0] - t_a)
+            local.append(abs(a2.arrivals[key][0] - t_a))
             wall_b.append(b1.arrivals[key][1])
             wall_a.append(w_a)
-    return {"b_minus_a": delta, "cross": wall_b, "local": wall_a}
+    return {"cross": cross, "local": local, "stamp_b": wall_b, "stamp_a": wall_a}
