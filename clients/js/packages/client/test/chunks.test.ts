@@ -1,7 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ChunkAssembler, utf8Length } from "../src/chunks.ts";
 import { FakeWebSocket, ev } from "./fake-ws.ts";
-import { closeAll, connected, harness } from "./helpers.ts";
+import { connected, harness, useFakeClientClock } from "./helpers.ts";
 
 /** Cuts `text` between code points into slices of at most `max` UTF-8 bytes (like the server). */
 function cut(text: string, max: number): string[] {
@@ -69,14 +69,7 @@ describe("ChunkAssembler", () => {
 });
 
 describe("chunks in the client", () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-    FakeWebSocket.reset();
-  });
-  afterEach(() => {
-    closeAll();
-    vi.useRealTimers();
-  });
+  useFakeClientClock();
 
   it("a chunked thread event arrives joined, once", async () => {
     const h = harness();

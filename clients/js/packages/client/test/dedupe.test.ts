@@ -1,16 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { SeqTracker } from "../src/seq.ts";
 import { FakeWebSocket, ev } from "./fake-ws.ts";
-import { closeAll, connected, harness } from "./helpers.ts";
+import { connected, harness, useFakeClientClock } from "./helpers.ts";
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  FakeWebSocket.reset();
-});
-afterEach(() => {
-  closeAll();
-  vi.useRealTimers();
-});
+useFakeClientClock();
 
 describe("SeqTracker", () => {
   it("tracks contiguous + above, dedupes, fills holes", () => {

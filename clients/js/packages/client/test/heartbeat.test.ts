@@ -1,15 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { FakeWebSocket, ev } from "./fake-ws.ts";
-import { closeAll, connected, harness } from "./helpers.ts";
+import { connected, harness, useFakeClientClock } from "./helpers.ts";
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  FakeWebSocket.reset();
-});
-afterEach(() => {
-  closeAll();
-  vi.useRealTimers();
-});
+useFakeClientClock();
 
 describe("heartbeat", () => {
   it("pings after heartbeat_interval of silence, reconnects (4000) after another without an answer", async () => {

@@ -1,4 +1,4 @@
-import { vi, type Mock } from "vitest";
+import { afterEach, beforeEach, vi, type Mock } from "vitest";
 import { RunwireClient, type RunwireClientOptions } from "../src/client.ts";
 import type { ServerFrame, ThreadEvent, ConnectionStatus, OutboxItem } from "../src/types.ts";
 import { FakeWebSocket, settle } from "./fake-ws.ts";
@@ -17,6 +17,18 @@ const made: RunwireClient[] = [];
 /** Closes every client made by `harness()` (their window listeners and timers go too). */
 export function closeAll(): void {
   for (const c of made.splice(0)) c.close();
+}
+
+/** Fake timers and a fresh FakeWebSocket registry per test; every client closed after it. */
+export function useFakeClientClock(): void {
+  beforeEach(() => {
+    vi.useFakeTimers();
+    FakeWebSocket.reset();
+  });
+  afterEach(() => {
+    closeAll();
+    vi.useRealTimers();
+  });
 }
 
 /** A client over FakeWebSocket; jitter fixed at random() = 1 (the full delay). */

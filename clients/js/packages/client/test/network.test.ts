@@ -1,16 +1,9 @@
 // @vitest-environment jsdom
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { FakeWebSocket } from "./fake-ws.ts";
-import { closeAll, connected, harness } from "./helpers.ts";
+import { connected, harness, useFakeClientClock } from "./helpers.ts";
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  FakeWebSocket.reset();
-});
-afterEach(() => {
-  closeAll();
-  vi.useRealTimers();
-});
+useFakeClientClock();
 
 describe("browser network events", () => {
   it("offline closes the socket at once; online reconnects immediately and resends", async () => {

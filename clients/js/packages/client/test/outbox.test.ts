@@ -1,15 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { FakeWebSocket, settle } from "./fake-ws.ts";
-import { closeAll, connected, harness } from "./helpers.ts";
+import { connected, harness, useFakeClientClock } from "./helpers.ts";
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  FakeWebSocket.reset();
-});
-afterEach(() => {
-  closeAll();
-  vi.useRealTimers();
-});
+useFakeClientClock();
 
 const ack = (id: string, duplicate = false) => ({
   type: "message_ack", payload: { message_id: id, thread_id: "T", run_id: "R", duplicate },

@@ -1,17 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { backoffDelay } from "../src/backoff.ts";
 import { base64url } from "../src/client.ts";
 import { FakeWebSocket, settle } from "./fake-ws.ts";
-import { closeAll, connected, harness } from "./helpers.ts";
+import { connected, harness, useFakeClientClock } from "./helpers.ts";
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  FakeWebSocket.reset();
-});
-afterEach(() => {
-  closeAll();
-  vi.useRealTimers();
-});
+useFakeClientClock();
 
 describe("backoffDelay", () => {
   it("grows exponentially from baseMs and is capped at maxMs", () => {

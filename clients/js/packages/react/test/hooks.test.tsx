@@ -68,16 +68,21 @@ function run(threadId: string, from: number, userId = "m1"): ThreadEvent[] {
   ] as unknown as ThreadEvent[];
 }
 
+/** useAgent as the page uses it: a new chat that follows its thread once created. */
+function renderNewChat(wrapper: ({ children }: { children: ReactNode }) => ReactNode) {
+  return renderHook(() => {
+    const [current, setCurrent] = useState<string | null>(null);
+    return { agent: useAgent(current, { onThreadCreated: setCurrent }), current };
+  }, { wrapper });
+}
+
 beforeEach(() => FakeWebSocket.reset());
 afterEach(() => cleanup());
 
 describe("useAgent", () => {
   it("shows a new chat's message at once, follows it into its thread on ack, and streams the run", async () => {
     const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
-    const { result } = renderHook(() => {
-      const [current, setCurrent] = useState<string | null>(null);
-      return { agent: useAgent(current, { onThreadCreated: setCurrent }), current };
-    }, { wrapper });
+    const { result } = renderNewChat(wrapper);
     const ws = await established();
 
     act(() => { result.current.agent.send("what is 6*7?", { messageId: "m1" }); });
@@ -169,10 +174,7 @@ describe("useAgent", () => {
 
   it("holds a second new-chat message until the first one's ack, then sends it into that thread", async () => {
     const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
-    const { result } = renderHook(() => {
-      const [current, setCurrent] = useState<string | null>(null);
-      return { agent: useAgent(current, { onThreadCreated: setCurrent }), current };
-    }, { wrapper });
+    const { result } = renderNewChat(wrapper);
     const ws = await established();
     act(() => { result.current.agent.send("first", { messageId: "m1" }); });
     act(() => { result.current.agent.send("second", { messageId: "m2" }); });
