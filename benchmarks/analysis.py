@@ -69,7 +69,8 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         f"{_share(profiles, 'agent_started', 'Connection.run_writer')}. LangGraph's first SSE "
         "event only comes "
         "when its background worker has picked the run from the in-memory queue, which it "
-        f"polls — hence its p50 of {ms(lg50)}.",
+        "polls (`langgraph_runtime_inmem` `Runs.next` sleeps 0.5 s after an empty poll) — "
+        f"hence its p50 of {ms(lg50)}.",
         f"* **Runs/s** ({rate:,.0f} runs/s, ~{runs_ms:,.0f} ms of server time per run). "
         "The server is CPU-bound on its one core: a builtin run is a full pydantic-ai agent "
         "graph (two model turns, a tool call) and ~8 write transactions, one per event "

@@ -49,20 +49,22 @@ def series(res: dict[str, Any]) -> dict[str, list[float]]:
 def main() -> None:
     res = json.loads(Path(sys.argv[1]).read_text())
     data = series(res)
-    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=110)
     width = 0.8 / max(1, len(data))
     for i, (label, values) in enumerate(data.items()):
         ys = [_pct(values, p) for p in PERCENTILES]
         xs = [j + (i - (len(data) - 1) / 2) * width for j in range(len(PERCENTILES))]
         ax.bar(xs, ys, width, label=f"{label} (n={len(values)})")
         for x, y in zip(xs, ys, strict=True):
-            ax.annotate(f"{y:.3g}", (x, y), ha="center", va="bottom", fontsize=7)
+            ax.annotate(f"{y:,.0f}" if y >= 100 else f"{y:.3g}", (x, y), ha="center",
+                        va="bottom", fontsize=7)
     ax.set_yscale("log")
     ax.set_xticks(range(len(PERCENTILES)), [f"p{p:g}" for p in PERCENTILES])
     ax.set_ylabel("latency, ms (log scale)")
     ax.set_title("runwire latency percentiles (make bench, loopback, server on core 0)")
     ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2,
+              frameon=False)
     fig.tight_layout()
     fig.savefig(sys.argv[2])
 

@@ -70,30 +70,47 @@ def summarise(name: str, raw: str, top: int = 12, seconds: float = 0.0) -> Profi
                     if "runwire" in f or "uvicorn" in f or "websockets" in f][:top])
 
 
-@contextlib.contextmanager
-def recording(name: str, pid: int, out: Path) -> Iterator[list[Profile]]:
-    """Sample `pid` for the duration of the block; the summary is appended on exit."""
-    result: list[Profile] = []
-    if not PY_SPY.exists():
-        result.append(Profile(name, error="py-spy not installed"))
-        yield result
-        return
-    raw = out.with_suffix(".txt")
-    proc = subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--rate", str(RATE),
-                             "--format", "raw", "--gil", "-o", str(raw)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    started = time.monotonic()
-    try:
-        yield result
-    finally:
-        seconds = time.monotonic() - started
+class Recorder:
+    """py-spy sampling `pid` from :meth:`start` to :meth:`stop` (which summarises)."""
+
+    def __init__(self, name: str, pid: int, out: Path) -> None:
+        self.name, self.pid, self.raw = name, pid, out.with_suffix(".txt")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+
+    def start(self) -> None:
+        if self._proc is not None or not PY_SPY.exists():
+            return
+        self._proc = subprocess.Popen(
+            [str(PY_SPY), "record", "--pid", str(self.pid), "--rate", str(RATE), "--format",
+             "raw", "--gil", "-o", str(self.raw)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._started = time.monotonic()
+
+    def stop(self) -> Profile:
+        proc = self._proc
+        if proc is None:
+            return Profile(self.name, error="py-spy not installed" if not PY_SPY.exists()
+                           else "not started")
+        seconds = time.monotonic() - self._started
         proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
         try:
             _, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
-        if raw.exists():
-            result.append(summarise(name, raw.read_text(), seconds=seconds))
-        else:
-            result.append(Profile(name, error=err.decode(errors="replace")[-300:]))
+        if self.raw.exists():
+            return summarise(self.name, self.raw.read_text(), seconds=seconds)
+        return Profile(self.name, error=err.decode(errors="replace")[-300:])
+
+
+@contextlib.contextmanager
+def recording(name: str, pid: int, out: Path) -> Iterator[list[Profile]]:
+    """Sample `pid` for the duration of the block; the summary is appended on exit."""
+    result: list[Profile] = []
+    recorder = Recorder(name, pid, out)
+    recorder.start()
+    try:
+        yield result
+    finally:
+        result.append(recorder.stop())

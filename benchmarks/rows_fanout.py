@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,7 +31,10 @@ PROMPT = "hello"  # the builtin model answers with its help text (~90 word delta
 TIMEOUT = 90.0
 
 
-async def runwire_fanout(url: str, runs: int = RUNS) -> dict[str, Any]:
+async def runwire_fanout(url: str, runs: int = RUNS,
+                         on_connected: Callable[[], None] | None = None) -> dict[str, Any]:
+    """`runs` runs streamed to `CLIENTS` connections; `on_connected` is called once they
+    are all established, before the first run (the profiler starts there)."""
     completed = 0
     slots = asyncio.Semaphore(IN_FLIGHT)
     finish_at: list[float] = [0.0] * CLIENTS
@@ -51,6 +55,8 @@ async def runwire_fanout(url: str, runs: int = RUNS) -> dict[str, Any]:
     try:
         await wait_until(lambda: all(c.frames >= 1 for c in clients), 20, "established")
         clients[1].sizes = []
+        if on_connected is not None:
+            on_connected()
         base_frames = sum(c.frames for c in clients)
         prefix = run_prefix("fan")
         t0 = time.perf_counter()

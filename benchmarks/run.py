@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks import report, rows_fanout, rows_log, rows_memory, rows_runs, servers
 from benchmarks.common import Row, failed_row, ms, pct
-from benchmarks.profile import Profile, recording
+from benchmarks.profile import Profile, Recorder, recording
 
 Results = dict[str, Any]
 
@@ -100,9 +100,12 @@ def fanout_row(res: Results, logdir: Path, profiles: list[Profile], quick: bool)
     with servers.runwire("fanout", logdir, RUNWIRE_BUILTIN_DELTA_DELAY=rows_fanout.DELTA_DELAY,
                          RUNWIRE_WS_COMPRESSION="false") as node:
         rw = asyncio.run(rows_fanout.runwire_fanout(node.ws_url, runs))
-        with recording("fan-out to 100 connections", node.pid, logdir / "profile-fanout") as p:
-            asyncio.run(rows_fanout.runwire_fanout(node.ws_url, 20))
-        profiles.extend(p)
+        recorder = Recorder("fan-out to 100 connections (after they connected)", node.pid,
+                            logdir / "profile-fanout")
+        try:
+            asyncio.run(rows_fanout.runwire_fanout(node.ws_url, 20, recorder.start))
+        finally:
+            profiles.append(recorder.stop())
     with servers.baseline("baseline-fanout", logdir) as base:
         bl = asyncio.run(rows_fanout.baseline_fanout(base.base, base.ws_url, rw["sizes"]))
     share = rw["rate"] / bl["rate"]
