@@ -25,6 +25,11 @@ def _share(profiles: list[Profile], name_part: str, frame_part: str) -> str:
     return "n/a"
 
 
+def _writer(profiles: list[Profile]) -> str:
+    share = _share(profiles, "agent_started", "Connection.run_writer")
+    return "is not among the top frames" if share == "n/a" else f"holds {share}"
+
+
 def _get(res: dict[str, Any], *keys: str) -> Any:
     value: Any = res
     for key in keys:
@@ -53,10 +58,11 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
     return [
         "## What limits each number",
         "",
-        "The machine is shared: while this ran, other engineers' test suites kept both cores "
-        "busy, so the server got well under one core. Absolute numbers are therefore worse "
-        "than on an idle machine (an earlier quiet measurement had `agent_started` at p50 "
-        "6.9 ms); the baselines, measured in the same run, are what to compare with.",
+        "The machine is shared: other engineers' test suites (pytest, Chromium) ran on the "
+        "same two cores while this was measured (load average 2–5), so the pinned server "
+        "did not have its core to itself. Absolute numbers are worse than on a quiet "
+        "machine (an earlier quiet measurement had `agent_started` at p50 6.9 ms); the "
+        "baselines, measured in the same run, are what to compare with.",
         "",
         f"* **Latency** (p50 {ms(lat50)} to `agent_started`, {ms(done50)} to "
         "`agent_completed`). Before `agent_started` a message takes two write transactions "
@@ -65,9 +71,8 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "plus the claim loop's wake-up. In the profile the run pipeline "
         f"(`RunExecutor._execute`) holds {_share(profiles, 'agent_started', 'RunExecutor')} "
         "of the GIL samples, with SQLAlchemy statement compilation/caching and aiosqlite "
-        "under it; the gateway's writer holds "
-        f"{_share(profiles, 'agent_started', 'Connection.run_writer')}. LangGraph's first SSE "
-        "event only comes "
+        "under it; the gateway's writer "
+        f"{_writer(profiles)}. LangGraph's first SSE event only comes "
         "when its background worker has picked the run from the in-memory queue, which it "
         "polls (`langgraph_runtime_inmem` `Runs.next` sleeps 0.5 s after an empty poll) — "
         f"hence its p50 of {ms(lg50)}.",
@@ -78,12 +83,15 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "LangGraph peer's run is one graph node with no durable storage. The fixes the "
         "profile points to are outside this change's directories (see below).",
         f"* **Fan-out** ({events_s:,.0f} events/s produced, each delivered to 100 "
-        "connections). runwire's events come from real runs, so the row is bounded by "
-        "producing and committing events (one SQLite transaction per `partial_result` at "
-        "this pacing), not by delivery: the gateway's writers "
-        f"(`Connection.run_writer`) are {_share(profiles, 'fan-out', 'Connection.run_writer')} "
-        "of the samples. The baseline sends pre-built frames as fast as the socket takes "
-        "them.",
+        "connections). runwire's events come from real runs: the server's time splits "
+        "between producing them (the runs, "
+        f"{_share(profiles, 'fan-out', 'RunExecutor')} of the samples: pydantic-ai and one "
+        "SQLite transaction per `partial_result` at this pacing) and delivering them (the "
+        f"connection writers, {_share(profiles, 'fan-out', 'Connection.run_writer')}: a task "
+        "wake-up, Starlette's and uvicorn's `send`, websockets' frame serialisation and the "
+        "per-frame metrics, per event and connection). Under load the emitter coalesces "
+        "more deltas, so fewer, larger events. The baseline sends pre-built frames in a "
+        "loop, with no production and no per-connection task.",
         f"* **Memory** ({mem:.1f} KiB per idle connection, baseline {base_mem:.1f} KiB). "
         "The baseline's cost is uvicorn's protocol object and receive queue, the websockets "
         "state machine and the handshake headers. runwire adds its Connection (two lanes, "
