@@ -154,3 +154,35 @@ async def test_a_run_over_the_execution_timeout_ends_timed_out(server_factory: A
 
     assert sample(await scrape(server), "runwire_runs_total", status="timed_out",
                   code="timeout") == 1
+
+
+def test_a_run_storing_its_end_is_not_cancelled_by_a_racing_lease_renewal(
+    server: ServerHandle,
+) -> None:
+    """A renewal that misses a run which just committed its end must not cancel it: the
+    cancel would land between the commit and the publish, and clients would get the
+    terminal event only by resume."""
+    import asyncio
+
+    from runwire.runs.scheduler import RunTicket
+
+    scheduler = server.services.runs.scheduler
+
+    async def probe() -> None:
+        never = asyncio.Event()
+        task = asyncio.create_task(never.wait())
+        ticket = RunTicket(run_id="run-ending", thread_id="t", user_id="u", emitter=None)  # type: ignore[arg-type]
+        ticket.task, ticket.ending = task, True
+        scheduler._running[ticket.run_id] = ticket
+        try:
+            await scheduler.renew_once()  # not `running` in the database: looks lost
+            assert ticket.cancel_reason is None and not task.cancelling()
+            assert scheduler.cancel_local(ticket.run_id, "stopped") is False
+            ticket.ending = False  # the same run before its end: the renewal does stop it
+            await scheduler.renew_once()
+            assert ticket.cancel_reason == "lease_lost" and task.cancelling()
+        finally:
+            del scheduler._running[ticket.run_id]
+            task.cancel()
+
+    server.call(probe)

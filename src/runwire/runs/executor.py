@@ -169,6 +169,7 @@ class RunExecutor:
 
         Returns False when the run had already ended (nothing written).
         """
+        ticket.ending = True
         emitter = ticket.emitter
         emitter.fence = None  # the conditional status update below is the fence
         content = outcome.content if outcome is not None else (

@@ -47,6 +47,9 @@ class RunTicket:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     received_at: float = 0.0  # time.monotonic() when the user message arrived (if here)
     run: Run | None = field(default=None, repr=False)
+    # Set when the run starts storing its end: from then on nothing cancels it (its own
+    # conditional end decides; a cancel there would only skip publishing what committed).
+    ending: bool = False
 
 
 class RunScheduler:
@@ -185,7 +188,8 @@ class RunScheduler:
     def cancel_local(self, run_id: str, reason: CancelReason) -> bool:
         """Cancel a run executing on this node; its execute() stores how it ended."""
         ticket = self._running.get(run_id)
-        if ticket is None or ticket.cancel_reason is not None or ticket.task is None:
+        if (ticket is None or ticket.cancel_reason is not None or ticket.task is None
+                or ticket.ending):
             return False
         ticket.cancel_reason = reason
         ticket.task.cancel()
@@ -201,6 +205,9 @@ class RunScheduler:
             held = await runqueue.renew(session, node_id=self._node, run_ids=ids,
                                         lease=self._lease)
         for run_id in ids:
+            ticket = self._running.get(run_id)
+            if ticket is None or ticket.ending:
+                continue  # it ended (or is storing its end) while the renewal ran
             if run_id not in held:
                 log.warning("lease of run %s lost; stopping it", run_id)
                 self.cancel_local(run_id, "lease_lost")
