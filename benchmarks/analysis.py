@@ -119,11 +119,11 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "Outside the directories this change may touch (reported, not changed): the "
         "run emitter commits each non-delta event in its own transaction (`runs/emitter.py`) "
         "— batching `agent_thinking` + `tool_executing` and the terminal events would cut "
-        "the transactions per run roughly in half; a lease renewal racing a run's end can "
-        "cancel the run after its terminal event committed but before it was published "
-        "(`runs/scheduler.py` `renew_once` → `cancel_local`), so a client waits for an "
-        "`agent_completed` that only `resume` delivers — the benchmark sets "
-        "`RUNWIRE_RUN_LEASE_SECONDS=600` to keep renewals out of its window.",
+        "the transactions per run roughly in half. The first runs of this benchmark also "
+        "hit a lease renewal racing a run's end (the cancel landed between the terminal "
+        "event's commit and its publish, so clients waited for an `agent_completed` that "
+        "only `resume` delivered); that is fixed in the run scheduler (commit 9cadf44) and "
+        "the benchmark runs with the default lease.",
         "",
     ]
 

@@ -147,11 +147,6 @@ def runwire_env(data_dir: Path, **extra: str) -> dict[str, str]:
         "RUNWIRE_OUTBOUND_QUEUE_SIZE": "10000",
         "RUNWIRE_LOG_LEVEL": "WARNING",
         "RUNWIRE_LOG_FORMAT": "json",
-        # A lease renewal racing a run's own end cancels the run after its terminal event
-        # committed but before it was published (scheduler.renew_once → cancel_local): the
-        # client then waits for an `agent_completed` that only `resume` delivers. Renewals
-        # every 5 s hit that under load; a long lease keeps them out of the measured window.
-        "RUNWIRE_RUN_LEASE_SECONDS": "600",
     }
     env.update(extra)
     return env
