@@ -186,3 +186,55 @@ def test_a_run_storing_its_end_is_not_cancelled_by_a_racing_lease_renewal(
             task.cancel()
 
     server.call(probe)
+
+
+async def test_a_burst_of_run_events_is_one_transaction_in_emit_order_and_a_failed_flush_surfaces(
+    server: ServerHandle,
+) -> None:
+    """thinking + a fast tool's two events + two deltas: one commit, deltas merged, order
+    kept, gapless seqs; a flush that fails (lost lease) is raised by the next emit."""
+    import pytest
+
+    from runwire.errors import LeaseLost
+    from runwire.runs.emitter import RunEmitter
+
+    async with client(server) as c:
+        ack, _ = await c.ask("what is 1+1?")
+    thread_id = ack["payload"]["thread_id"]
+    services = server.services
+
+    async def probe() -> tuple[list[list[str]], list[int]]:
+        batches: list[list[str]] = []
+        emitter = RunEmitter(db=services.db, bus=services.bus, user_id="alice",
+                             thread_id=thread_id, run_id="run-burst", window=60.0,
+                             observe=lambda batch, _s: batches.append([e.type for e in batch]))
+        tool = {"agent_name": "a", "tool_name": "calculator", "tool_call_id": "c1"}
+        await emitter.emit("agent_thinking", {"agent_name": "a", "thought": "t"})
+        await emitter.emit("tool_executing", {**tool, "tool_args": {}})
+        await emitter.emit("tool_completed", {**tool, "result": 2, "duration_ms": 0})
+        for delta in ("It is ", "2."):
+            await emitter.emit("partial_result", {"agent_name": "a", "message_id": "m", "delta": delta})
+        assert batches == []  # nothing committed (or sent) yet
+        await emitter.commit([])
+        rows = await services.reader.events("alice", thread_id, after_seq=0, limit=100,
+                                            check_owner=False)
+        seqs = [e.seq for e in rows]
+
+        async def lost(_session: object) -> None:
+            raise LeaseLost("run-burst")
+
+        failing = RunEmitter(db=services.db, bus=services.bus, user_id="alice",
+                             thread_id=thread_id, run_id="run-lost", window=0.0)
+        failing.fence = lost
+        await failing.emit("agent_thinking", {"agent_name": "a", "thought": "t"})
+        assert failing._flush_task is not None
+        await failing._flush_task  # the window-0 flush, which fails
+        with pytest.raises(LeaseLost):
+            await failing.emit("agent_thinking", {"agent_name": "a", "thought": "again"})
+        await failing.aclose()
+        await emitter.aclose()
+        return batches, seqs
+
+    batches, seqs = server.call(probe)
+    assert batches == [["agent_thinking", "tool_executing", "tool_completed", "partial_result"]]
+    assert seqs == list(range(1, len(seqs) + 1))

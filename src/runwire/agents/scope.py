@@ -19,10 +19,12 @@ from runwire.protocol.codes import RunEventType
 class EventSink(Protocol):
     """Where a run's events go (the run's emitter).
 
-    Contract: `emit` returns once the event is committed to the thread's log (or, for
-    `partial_result`, buffered for a commit within a short window); events of one run
-    keep the order of the `emit` calls. The sink adds thread_id, run_id, seq and
-    timestamp; callers give only the type and the payload of SPEC 2.4.
+    Contract: `emit` queues the event for a commit within a short window (30 ms; events
+    of that window share one transaction, consecutive deltas become one event); nothing is
+    sent before it is committed; events of one run keep the order of the `emit` calls. A
+    failed commit is raised by the run's next `emit` (StorageUnavailable, LeaseLost). The
+    sink adds thread_id, run_id, seq and timestamp; callers give only the type and the
+    payload of SPEC 2.4.
     """
 
     async def emit(self, type: RunEventType, payload: Mapping[str, Any]) -> None: ...

@@ -1,9 +1,16 @@
 """The per-run emitter: commit each event to the thread's log, then publish it.
 
 Order: events of one run are appended and published under one lock, so they reach the
-bus in seq order. ``partial_result`` deltas are coalesced for up to ``window`` seconds and
-written as one event (one transaction instead of one per token); any other event flushes
-the pending deltas first, so nothing overtakes a delta.
+bus in seq order. Events wait at most ``window`` seconds (30 ms) and go to the log in one
+transaction with whatever else the run emitted meanwhile: consecutive ``partial_result``
+deltas are merged into one event (one transaction instead of one per token), and a burst
+such as ``tool_executing`` + ``tool_completed`` of a fast tool, or the thinking before it,
+costs one transaction instead of one each. Nothing is sent before it is committed, and
+nothing overtakes anything: the pending list keeps the order of the ``emit`` calls.
+
+A flush that fails (the database stayed unavailable through the retries, or the node lost
+the run: :class:`~runwire.errors.LeaseLost`) is raised by the run's next ``emit``, so the
+run ends the way it would have had ``emit`` committed itself.
 """
 
 from __future__ import annotations
@@ -72,21 +79,31 @@ class RunEmitter:
         # LeaseLost when this node no longer holds the run (fencing).
         self.fence: Extra | None = None
         self._lock = asyncio.Lock()
-        self._pending: list[tuple[str, str, str]] = []  # (agent_name, message_id, delta)
+        # In emit order: deltas as (agent_name, message_id, delta), other events as they are.
+        self._pending: list[tuple[str, str, str] | NewEvent] = []
+        self._failure: Exception | None = None  # a failed flush, raised by the next emit
         self._timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self.streamed: dict[str, str] = {}  # message_id → text streamed so far
 
     async def emit(self, type: RunEventType, payload: Mapping[str, Any]) -> None:
-        if type == "partial_result":
-            self._buffer(payload)
-            return
-        await self.commit([NewEvent(type, payload, self.run_id)])
+        """Queue the event for the run's next commit (within `window` s).
 
-    def _buffer(self, payload: Mapping[str, Any]) -> None:
-        agent, msg_id, delta = payload["agent_name"], payload["message_id"], payload["delta"]
-        self._pending.append((agent, msg_id, delta))
-        self.streamed[msg_id] = self.streamed.get(msg_id, "") + delta
+        Raises:
+            StorageUnavailable, LeaseLost: an earlier flush of this run failed.
+        """
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        if type == "partial_result":
+            agent, msg_id, delta = payload["agent_name"], payload["message_id"], payload["delta"]
+            self._pending.append((agent, msg_id, delta))
+            self.streamed[msg_id] = self.streamed.get(msg_id, "") + delta
+        else:
+            self._pending.append(NewEvent(type, payload, self.run_id))
+        self._arm()
+
+    def _arm(self) -> None:
         if self._window <= 0:
             self._schedule_flush()
         elif self._timer is None:
@@ -100,22 +117,29 @@ class RunEmitter:
     async def _flush_quietly(self) -> None:
         try:
             await self.commit([])
-        except Exception:  # surfaced again by the next emit/flush of the run
-            log.warning("delta flush failed", exc_info=True)
+        except Exception as exc:  # raised by the run's next emit
+            log.warning("event flush failed", exc_info=True)
+            self._failure = exc
 
-    def _take_deltas(self) -> list[NewEvent]:
+    def _take_pending(self) -> list[NewEvent]:
+        """The pending events in order, each run of deltas of one answer merged into one."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         merged: list[NewEvent] = []
         last_key: tuple[str, str] | None = None
         parts: list[str] = []
-        for agent, msg_id, delta in self._pending:
-            if (agent, msg_id) != last_key and last_key is not None:
+        for item in self._pending:
+            key = None if isinstance(item, NewEvent) else (item[0], item[1])
+            if last_key is not None and key != last_key:
                 merged.append(self._delta_event(last_key, parts))
                 parts = []
-            last_key = (agent, msg_id)
-            parts.append(delta)
+            if isinstance(item, NewEvent):
+                merged.append(item)
+                last_key = None
+            else:
+                last_key = key
+                parts.append(item[2])
         if last_key is not None:
             merged.append(self._delta_event(last_key, parts))
         self._pending.clear()
@@ -127,7 +151,7 @@ class RunEmitter:
 
     async def commit(self, events: Sequence[NewEvent], extra: Extra | None = None, *,
                      retry_for: float | None = None) -> None:
-        """Flush pending deltas, then append `events` (and run `extra` in the same
+        """Flush pending events, then append `events` (and run `extra` in the same
         transaction), commit, and publish — in that order.
 
         While the database is unavailable the transaction is retried with backoff for up to
@@ -135,7 +159,7 @@ class RunEmitter:
         nothing is published unless it committed.
         """
         async with self._lock:
-            batch = [*self._take_deltas(), *events]
+            batch = [*self._take_pending(), *events]
             if not batch and extra is None:
                 return
             began = time.monotonic()
@@ -158,7 +182,8 @@ class RunEmitter:
                 self._observe(batch, time.monotonic() - began)
 
     async def aclose(self) -> None:
-        """Stop the flush timer; pending deltas are dropped unless committed before."""
+        """Stop the flush timer; pending events are dropped unless committed before (the
+        run's end commits them with its terminal event)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
