@@ -23,22 +23,11 @@ from .conftest import missing_service
 from .pg import PG_HOST, fresh_database, pg_available
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    """The same tests on the embedded SQLite file and on a real PostgreSQL."""
-    if request.param == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rw.db'}")
-        await database.migrate()
-        yield database
-        await database.aclose()
-        return
-    if not await pg_available():
-        missing_service(f"PostgreSQL is not reachable at {PG_HOST}")
-    async with fresh_database() as url:
-        database = Database(url)
-        await database.migrate()
-        yield database
-        await database.aclose()
+@pytest.fixture
+async def db(empty_db: Database) -> Database:
+    """The same tests on the embedded SQLite file and on a real PostgreSQL, migrated."""
+    await empty_db.migrate()
+    return empty_db
 
 
 def head_revision() -> str:
