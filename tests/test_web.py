@@ -55,6 +55,18 @@ def open_chat(page: Any, server: ServerHandle, user: str = "alice") -> None:
     expect(page.get_by_test_id("connection-status")).to_have_attribute("data-state", "open")
 
 
+def start_slow_run(page: Any, server_factory: Any, question: str, **settings: Any) -> ServerHandle:
+    """A server pacing the demo model's output, the page open on it, and a run of `question`
+    under way (its tool call shown; its answer still streaming)."""
+    from playwright.sync_api import expect
+
+    server: ServerHandle = server_factory(**settings)
+    open_chat(page, server)
+    ask(page, question)
+    expect(page.get_by_test_id("tool-call").first).to_be_visible()
+    return server
+
+
 def ask(page: Any, text: str) -> None:
     page.get_by_test_id("composer-input").fill(text)
     page.get_by_test_id("composer-input").press("Enter")
@@ -174,10 +186,7 @@ def test_offline_in_the_middle_of_a_run_then_back_shows_the_answer_once(
 ) -> None:
     from playwright.sync_api import expect
 
-    server = server_factory(builtin_delta_delay=0.15)
-    open_chat(page, server)
-    ask(page, "what is 12*(3+4)?")
-    expect(page.get_by_test_id("tool-call").first).to_be_visible()
+    start_slow_run(page, server_factory, "what is 12*(3+4)?", builtin_delta_delay=0.15)
     page.context.set_offline(True)
     expect(page.get_by_test_id("connection-status")).not_to_have_attribute("data-state", "open")
     page.context.set_offline(False)
@@ -227,10 +236,7 @@ def test_an_expired_token_says_how_to_get_a_new_one(page: Any, server: ServerHan
 def test_stop_ends_the_run_as_stopped(page: Any, server_factory: Any) -> None:
     from playwright.sync_api import expect
 
-    server = server_factory(builtin_delta_delay=0.3)
-    open_chat(page, server)
-    ask(page, "what time is it in Tokyo?")
-    expect(page.get_by_test_id("tool-call").first).to_be_visible()
+    start_slow_run(page, server_factory, "what time is it in Tokyo?", builtin_delta_delay=0.3)
     page.get_by_test_id("stop-button").click()
     run = page.get_by_test_id("run-status").last
     expect(run).to_have_attribute("data-status", "cancelled")
@@ -296,10 +302,8 @@ def test_a_server_restart_in_the_middle_of_a_run_reconnects_and_shows_how_it_end
 ) -> None:
     from playwright.sync_api import expect
 
-    server = server_factory(builtin_delta_delay=0.3, shutdown_grace=0.2)
-    open_chat(page, server)
-    ask(page, "what time is it in Tokyo?")
-    expect(page.get_by_test_id("tool-call").first).to_be_visible()
+    server = start_slow_run(page, server_factory, "what time is it in Tokyo?",
+                            builtin_delta_delay=0.3, shutdown_grace=0.2)
     server_factory(replacing=server)  # SIGTERM's path, then a new server on the same port
     status = page.get_by_test_id("connection-status")
     expect(status).to_have_attribute("data-state", "open", timeout=30_000)
