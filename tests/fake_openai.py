@@ -8,14 +8,29 @@ Scripted by the last user message:
     "stall"               → sends one chunk, then nothing
     "fail <status>"       → answers HTTP <status> (500, 429, 400)
     "fail once"           → HTTP 503 the first time, then a normal answer
-    anything else         → streams "Hello from the fake model." in small deltas
+    "paced <n> <rate>"    → paced mode: <n> tokens at <rate> tokens/s (see below)
+    anything else         → streams "Hello from the fake model." in small deltas, or the
+                            paced answer when the server was made with ``paced=(n, rate)``
 It records every request and when a streaming client went away.
+
+Paced mode (the streaming-capacity benchmark): token ``i`` of a request is due at
+``start + i / rate`` (an absolute schedule: a late wake-up does not slow the rest) and its
+text is ``"<i>@<send time> "``, the send time being ``time.time()`` in integer microseconds
+taken just before the chunk is handed to the server. A client on the same machine parses
+each token (:data:`PACED_TOKEN`) and computes its lag as receive time − send time; the
+concatenated answer of a complete stream is exactly :func:`paced_text_ok`'s shape.
+
+Standalone (benchmarks): ``python -m tests.fake_openai --port P --tokens 100 --rate 20``
+serves until SIGTERM/SIGINT, every unscripted prompt answered in paced mode.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -29,12 +44,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+PACED_TOKEN = re.compile(r"(\d+)@(\d+) ")
+"""One paced token: (index, send time in µs since the epoch), followed by a space."""
+
+
+def paced_tokens(text: str) -> list[tuple[int, float]]:
+    """The (index, send time in seconds) of every paced token in `text`."""
+    return [(int(i), int(t) / 1e6) for i, t in PACED_TOKEN.findall(text)]
+
+
+def paced_text_ok(text: str, n: int) -> bool:
+    """True when `text` is exactly tokens 0…n-1 in order, each once, nothing else."""
+    tokens = PACED_TOKEN.findall(text)
+    return [int(i) for i, _ in tokens] == list(range(n)) and \
+        PACED_TOKEN.sub("", text) == ""
+
 
 @dataclass
 class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     disconnected_at: list[float] = field(default_factory=list)
     port: int = 0
+    paced: tuple[int, float] | None = None  # (tokens, rate): the default answer is paced
+    record: bool = True  # False: keep no per-request history (a long benchmark run)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None,
                usage: dict[str, int] | None = None) -> str:
@@ -60,9 +92,29 @@ class FakeOpenAI:
         finally:
             self.disconnected_at.append(time.monotonic())
 
+    async def _paced(self, n: int, rate: float) -> AsyncIterator[str]:
+        """`n` tokens at `rate` per second, each stamped with its send time."""
+        head = self._chunk({"role": "assistant", "content": ""})
+        prefix, _, suffix = self._chunk({"content": "\x00"}).partition("\\u0000")
+        try:
+            yield head
+            start = time.monotonic()
+            for i in range(n):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # ok-sleep: the pacing itself
+                yield f"{prefix}{i}@{time.time_ns() // 1000} {suffix}"
+            yield self._chunk({}, "stop", usage={"prompt_tokens": 5, "completion_tokens": n,
+                                                 "total_tokens": 5 + n})
+            yield "data: [DONE]\n\n"
+        finally:
+            if self.record:
+                self.disconnected_at.append(time.monotonic())
+
     async def completions(self, request: Request) -> Response:
         body = await request.json()
-        self.requests.append(body)
+        if self.record:
+            self.requests.append(body)
         messages = body.get("messages", [])
         last_user_at = max((i for i, m in enumerate(messages) if m.get("role") == "user"),
                            default=-1)
@@ -84,6 +136,11 @@ class FakeOpenAI:
                                            "type": "server_error", "code": str(status)}},
                                 status_code=status)
         headers = {"content-type": "text/event-stream"}
+        paced = _paced_request(text) or (self.paced if not tool_results and
+                                         not text.startswith(("tool:", "slow", "stall"))
+                                         else None)
+        if paced is not None:
+            return StreamingResponse(self._paced(*paced), headers=headers)
         if text.startswith("tool:") and not tool_results:
             expr = text.split(":", 1)[1].strip()
             args = json.dumps({"expression": expr})
@@ -112,8 +169,23 @@ class FakeOpenAI:
             "stop"), headers=headers)
 
     def app(self) -> Starlette:
+        async def ready(_: Request) -> Response:
+            return JSONResponse({"ok": True})
+
         return Starlette(routes=[Route("/v1/chat/completions", self.completions,
-                                       methods=["POST"])])
+                                       methods=["POST"]),
+                                 Route("/ready", ready, methods=["GET"])])
+
+
+def _paced_request(text: str) -> tuple[int, float] | None:
+    """(tokens, rate) of a ``paced <n> <rate>`` prompt, else None."""
+    parts = text.split()
+    if len(parts) == 3 and parts[0] == "paced":
+        with contextlib.suppress(ValueError):
+            n, rate = int(parts[1]), float(parts[2])
+            if n >= 0 and rate > 0:
+                return n, rate
+    return None
 
 
 class ThreadServer:
@@ -156,3 +228,21 @@ class FakeOpenAIServer(ThreadServer):
     def start(self) -> FakeOpenAIServer:
         super().start()
         return self
+
+
+def main() -> None:
+    """Serve the fake provider in this process until SIGTERM/SIGINT (benchmarks)."""
+    parser = argparse.ArgumentParser(description="fake OpenAI-compatible provider")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tokens", type=int, default=100, help="paced tokens per answer")
+    parser.add_argument("--rate", type=float, default=20.0, help="paced tokens per second")
+    parser.add_argument("--backlog", type=int, default=4096)
+    args = parser.parse_args()
+    fake = FakeOpenAI(paced=(args.tokens, args.rate), record=False, port=args.port)
+    uvicorn.run(fake.app(), host=args.host, port=args.port, log_level="warning", access_log=False,
+                lifespan="off", backlog=args.backlog)
+
+
+if __name__ == "__main__":
+    main()

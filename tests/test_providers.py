@@ -263,3 +263,24 @@ async def test_a_stopped_run_is_history_by_its_partial_text(
     assert shown[0] == ("user", "slow")
     assert shown[1][0] == "assistant" and str(shown[1][1]).startswith("w0 ")
     assert shown[2:] == [("user", "after the stop")]
+
+
+async def test_paced_mode_streams_stamped_tokens_through_the_gateway(
+    provider_server: ServerHandle,
+) -> None:
+    """The benchmark's paced provider: 10 tokens at 100/s arrive complete, in order, each
+    stamped with a send time at or before its arrival (same clock) and after the request."""
+    from .fake_openai import paced_text_ok, paced_tokens
+
+    async with client(provider_server) as c:
+        asked = time.time()
+        _, frames = await c.ask("paced 10 100")
+        received = time.time()
+    text = "".join(f["payload"]["delta"] for f in frames if f["type"] == "partial_result")
+    assert paced_text_ok(text, 10), text
+    stamps = [t for _, t in paced_tokens(text)]
+    assert asked <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= received
+    # Paced on an absolute schedule: 9 intervals of 10 ms at least.
+    assert stamps[-1] - stamps[0] >= 0.09
+    assert not paced_text_ok(text.replace("3@", "4@", 1), 10)
+    assert not paced_text_ok(text + "x", 10)
