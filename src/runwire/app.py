@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 
 from runwire.agents.registry import AgentRegistry, default_registry, load_user_registry
 from runwire.agents.runtime import AgentRuntime
+from runwire.api.deps import ApiContext
 from runwire.api.errors import install_problem_handlers
 from runwire.api.routes import router as api_router
 from runwire.auth import TokenService
@@ -43,6 +44,7 @@ from runwire.store import eventlog
 from runwire.store.cache import HistoryCache, NoCache, RedisHistoryCache
 from runwire.store.db import Database
 from runwire.store.reader import ThreadReader
+from runwire.threads import ThreadService
 from runwire.tracing import Tracing
 from runwire.web import PageFiles
 
@@ -64,6 +66,7 @@ class Services:
     runtime: AgentRuntime
     runs: RunService
     reader: ThreadReader
+    threads: ThreadService
     connections: ConnectionRegistry
     gateway: Gateway
     limiter: RateLimiter
@@ -122,12 +125,19 @@ class Services:
         runs = RunService(settings=settings, db=db, bus=bus, runtime=runtime, metrics=metrics,
                           tracing=tracing)
         reader = ThreadReader(db)
+
+        async def cancel_thread_runs(user_id: str, thread_id: str) -> int:
+            return await runs.cancel_thread(user_id, thread_id, reason="deleted")
+
+        threads = ThreadService(db=db, bus=bus, cancel_runs=cancel_thread_runs,
+                                history_cache=history_cache)
         connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
         gateway = Gateway(settings=settings, tokens=tokens, registry=connections, bus=bus,
                           runs=runs, reader=reader, limiter=limiter, metrics=metrics,
                           model_info=dict(runtime.model_info()), presence=presence)
         services = cls(settings=settings, db=db, bus=bus, tokens=tokens, registry=registry,
-                       runtime=runtime, runs=runs, reader=reader, connections=connections,
+                       runtime=runtime, runs=runs, reader=reader, threads=threads,
+                       connections=connections,
                        gateway=gateway, limiter=limiter, metrics=metrics)
         metrics.watch(services.gauges)
         bus.on_control = runs.on_control
@@ -213,6 +223,13 @@ class Services:
         if self.tracing is not None:
             self.tracing.shutdown()
 
+    def api_context(self) -> ApiContext:
+        """What the HTTP routes may use (handed to them as lifespan state)."""
+        return ApiContext(settings=self.settings, tokens=self.tokens, limiter=self.limiter,
+                          threads=self.threads, runs=self.runs, reader=self.reader,
+                          history_cache=self.history_cache, bus=self.bus,
+                          metrics=self.metrics)
+
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """`/readyz`: ready when the database answers; each component's state."""
         db_ok = self.db_ok = await self.db.ping()
@@ -228,6 +245,13 @@ class Services:
                        self.settings.node_id, "components": components}
 
 
+class AppState(TypedDict):
+    """The lifespan's state: each request sees these as ``request.state.<key>``."""
+
+    services: Services
+    api: ApiContext
+
+
 def services_of(app: Any) -> Services:
     services = getattr(app.state, "services", None)
     if not isinstance(services, Services):
@@ -239,11 +263,13 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the ASGI application; its lifespan starts and stops :class:`Services`."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         services = await Services.start(settings)
+        # The server's /ws fast path and drain (server.py) and tests reach the services
+        # through the app; routes get theirs as typed lifespan state (request.state).
         app.state.services = services
         try:
-            yield
+            yield {"services": services, "api": services.api_context()}
         finally:
             await services.aclose()
 

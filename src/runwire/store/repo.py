@@ -237,3 +237,14 @@ async def run_model_messages(
         .where(Run.id.in_(ids), Run.user_id == user_id, Run.model_messages.is_not(None))
     )
     return {run_id: data for run_id, data in rows if data is not None}
+
+
+async def run_answer(session: AsyncSession, user_id: str, run_id: str) -> str | None:
+    """The content of the last assistant message `run_id` stored, if it is `user_id`'s."""
+    return await session.scalar(
+        select(Message.content)
+        .where(Message.run_id == run_id, Message.user_id == user_id,
+               Message.role == "assistant")
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
