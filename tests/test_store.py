@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from runwire.errors import NotFound, StorageUnavailable
 from runwire.protocol.envelope import utc_now
-from runwire.store import eventlog, repo
+from runwire.store import eventlog, repo, search
 from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
 from runwire.store.models import Base, Event, Message, Run
@@ -62,7 +63,7 @@ async def test_migrations_create_exactly_the_models_tables_and_columns(db: Datab
         def shape(sync_conn: object) -> dict[str, set[str]]:
             insp = inspect(sync_conn)
             return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names()
-                    if t != "alembic_version"}
+                    if t != "alembic_version" and not search.is_index_table(t)}
 
         migrated = await conn.run_sync(shape)
     declared = {t.name: {c.name for c in t.columns} for t in Base.metadata.sorted_tables}
@@ -130,6 +131,68 @@ async def test_search_sees_only_the_callers_messages(db: Database) -> None:
     async with db.read() as s:
         hits = await repo.search_messages(s, "alice", "BLUE whale", limit=10)
     assert [m.message_id for m, _ in hits] == ["alice-1"]
+
+
+async def add(s: AsyncSession, user: str, thread_id: str, mid: str, content: str,
+              role: str = "user") -> None:
+    await repo.add_message(s, user_id=user, thread_id=thread_id, message_id=mid, role=role,
+                           content=content, run_id=None)
+
+
+async def test_full_text_search_stems_ranks_and_answers_snippets(db: Database) -> None:
+    async with db.write() as s:
+        t = await repo.create_thread(s, "alice", "Ocean trip")
+        await add(s, "alice", t.id, "m1", "We talked about the budget once.")
+        await add(s, "alice", t.id, "m2", "Blue whales: the budget for whale watching, the "
+                  "budget for boats and the budget for food", role="assistant")
+        await add(s, "alice", t.id, "m3", "nothing relevant here")
+    async with db.read() as s:
+        hits = await search.search_messages(s, "alice", "whale budgets", limit=10)
+        assert [h.message_id for h in hits] == ["m2"]  # both words, stemmed
+        assert hits[0].role == "assistant" and hits[0].thread_title == "Ocean trip"
+        assert "whale" in hits[0].snippet.lower() and hits[0].created_at.tzinfo is not None
+        ranked = await search.search_messages(s, "alice", "budget", limit=10)
+        assert [h.message_id for h in ranked] == ["m2", "m1"]  # best match first
+        second = await search.search_messages(s, "alice", "budget", limit=1, offset=1)
+        assert [h.message_id for h in second] == ["m1"]
+        for odd in ('" OR content:', "NEAR(", "*", "  ", "-budget", "a AND"):
+            await search.search_messages(s, "alice", odd, limit=5)  # words, never syntax
+        assert await search.search_messages(s, "bob", "budget", limit=10) == []
+
+
+async def test_the_index_follows_updates_and_thread_deletes_in_the_same_transaction(
+    db: Database,
+) -> None:
+    async with db.write() as s:
+        t = await repo.create_thread(s, "alice", "t")
+        await add(s, "alice", t.id, "m1", "a zebra crossing")
+        # visible inside the transaction that wrote it
+        assert [h.message_id for h in await search.search_messages(
+            s, "alice", "zebra", limit=5)] == ["m1"]
+        await s.execute(text("UPDATE messages SET content = 'a giraffe' WHERE message_id = 'm1'"))
+        assert await search.search_messages(s, "alice", "zebra", limit=5) == []
+        assert len(await search.search_messages(s, "alice", "giraffe", limit=5)) == 1
+    async with db.write() as s:
+        await repo.delete_thread(s, "alice", t.id)
+    async with db.read() as s:
+        assert await search.search_messages(s, "alice", "giraffe", limit=5) == []
+
+
+async def test_migration_0004_indexes_existing_messages_and_goes_back(
+    empty_db: Database,
+) -> None:
+    await alembic(empty_db, "upgrade", "0003")
+    async with empty_db.write() as s:
+        t = await repo.create_thread(s, "u", "t")
+        await add(s, "u", t.id, "old", "an old message about penguins")
+    await empty_db.migrate()
+    async with empty_db.read() as s:
+        assert [h.message_id for h in await search.search_messages(
+            s, "u", "penguin", limit=5)] == ["old"]
+    await alembic(empty_db, "downgrade", "0003")
+    await alembic(empty_db, "upgrade", "0004")
+    async with empty_db.read() as s:
+        assert len(await search.search_messages(s, "u", "penguins", limit=5)) == 1
 
 
 async def test_prune_keeps_a_contiguous_suffix_and_active_runs(db: Database) -> None:

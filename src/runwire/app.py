@@ -27,6 +27,7 @@ from runwire.agents.runtime import AgentRuntime
 from runwire.api.deps import ApiContext
 from runwire.api.errors import install_problem_handlers
 from runwire.api.routes import router as api_router
+from runwire.api.search import router as search_router
 from runwire.auth import TokenService
 from runwire.breaker import CircuitBreaker
 from runwire.bus.base import Bus
@@ -44,6 +45,7 @@ from runwire.store import eventlog
 from runwire.store.cache import HistoryCache, NoCache, RedisHistoryCache
 from runwire.store.db import Database
 from runwire.store.reader import ThreadReader
+from runwire.store.search import MessageSearcher
 from runwire.threads import ThreadService
 from runwire.tracing import Tracing
 from runwire.web import PageFiles
@@ -227,6 +229,7 @@ class Services:
         """What the HTTP routes may use (handed to them as lifespan state)."""
         return ApiContext(settings=self.settings, tokens=self.tokens, limiter=self.limiter,
                           threads=self.threads, runs=self.runs, reader=self.reader,
+                          search=MessageSearcher(self.db),
                           history_cache=self.history_cache, bus=self.bus,
                           metrics=self.metrics)
 
@@ -277,6 +280,7 @@ def create_app(settings: Settings) -> FastAPI:
                   summary="A real-time gateway for AI agents")
     install_problem_handlers(app)
     app.include_router(api_router)
+    app.include_router(search_router)
 
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:

@@ -22,6 +22,7 @@ from runwire.runs.service import RunService
 from runwire.settings import Settings
 from runwire.store.cache import HistoryCache
 from runwire.store.reader import ThreadReader
+from runwire.store.search import MessageSearcher
 from runwire.threads import ThreadService
 
 
@@ -35,6 +36,7 @@ class ApiContext:
     threads: ThreadService
     runs: RunService
     reader: ThreadReader
+    search: MessageSearcher
     history_cache: HistoryCache
     bus: Bus
     metrics: Metrics

@@ -19,6 +19,7 @@ from runwire.errors import NotFound
 from runwire.ids import new_id
 from runwire.protocol.codes import ACTIVE_RUN_STATUSES, RunStatus
 from runwire.protocol.envelope import utc_now
+from runwire.store import search
 from runwire.store.models import Message, Run, Thread
 
 MAX_TITLE = 200
@@ -119,16 +120,15 @@ async def list_messages(
 async def search_messages(
     session: AsyncSession, user_id: str, query: str, *, limit: int
 ) -> list[tuple[Message, str]]:
-    """Messages of `user_id` containing `query` (case-insensitive), newest first."""
-    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rows = await session.execute(
-        select(Message, Thread.title)
-        .join(Thread, Thread.id == Message.thread_id)
-        .where(Message.user_id == user_id, Message.content.ilike(pattern, escape="\\"))
-        .order_by(Message.id.desc())
-        .limit(limit)
-    )
-    return [(m, t) for m, t in rows]
+    """Messages of `user_id` matching `query` (full text, :mod:`runwire.store.search`),
+    best match first, each with its thread's title."""
+    hits = await search.search_messages(session, user_id, query, limit=limit)
+    if not hits:
+        return []
+    rows = await session.scalars(select(Message).where(
+        Message.user_id == user_id, Message.message_id.in_([h.message_id for h in hits])))
+    by_id = {m.message_id: m for m in rows}
+    return [(by_id[h.message_id], h.thread_title) for h in hits if h.message_id in by_id]
 
 
 async def create_run(
