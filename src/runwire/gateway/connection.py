@@ -11,6 +11,12 @@ Delivery rules (SPEC 2.4, DESIGN "Connections"):
       `replay_complete`, other frames, `chunk` runs). Overflowing the ordered lane with
       live events closes the connection with 4009 (the client resumes; nothing is lost).
       Replays wait for room instead of overflowing.
+    - Nothing grows without bound: held events are capped at ``held_size`` per thread
+      (past it only the highest seq is kept and the rest re-read from the log, see
+      ``delivery.py``); the priority lane at ``priority_size``: the reader stops reading
+      the socket while it is full (the client's own frames wait in TCP), and should
+      frames answered by background handlers still push it to twice that, the
+      connection is closed with 4009.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runwire.gateway.delivery import Cursor, Verdict, plan_resume
 from runwire.protocol.codes import CloseCode, ErrorCode
 from runwire.protocol.envelope import Envelope, encode
 
@@ -31,15 +38,7 @@ log = logging.getLogger(__name__)
 Send = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 ReadEvents = Callable[[str, int, int | None], Awaitable[list[Envelope]]]
-
-
-@dataclass(slots=True)
-class Cursor:
-    """What this connection has sent of one thread: every seq in ``first..last``."""
-
-    first: int | None = None
-    last: int = 0
-    held: list[Envelope] | None = None  # live events held during a repair or resume
+READ_PAGE = 1000  # events per log read (the reader's default limit)
 
 
 @dataclass(slots=True)
@@ -66,6 +65,8 @@ class Connection:
     close: Close
     read_events: ReadEvents
     queue_size: int = 1000
+    held_size: int = 1000
+    priority_size: int = 100
     chunk_size: int = 65536
     send_timeout: float = 10.0
     on_sent: Callable[[str, Envelope | None], None] | None = None  # metrics: (type, event)
@@ -77,6 +78,7 @@ class Connection:
     _ordered: deque[Envelope | str] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
+    _priority_room: asyncio.Event | None = None  # made when the reader first waits on it
     _close_reason: str = ""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _replay_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -85,10 +87,25 @@ class Connection:
     # ---- queueing ----------------------------------------------------------------------
 
     def send_priority(self, type: str, payload: Mapping[str, Any]) -> None:
-        """Queue `pong`, `error` or `message_ack`: may overtake queued thread events."""
-        if self.close_code is None:
-            self._priority.append(encode(type, payload))
-            self._wake.set()
+        """Queue `pong`, `error` or `message_ack`: may overtake queued thread events.
+        Past twice `priority_size` (see :meth:`priority_room`) closes with 4009."""
+        if self.close_code is not None:
+            return
+        if len(self._priority) >= 2 * self.priority_size:
+            self.request_close(CloseCode.SLOW_CONSUMER, "outbound priority queue overflow")
+            return
+        self._priority.append(encode(type, payload))
+        self._wake.set()
+
+    async def priority_room(self) -> None:
+        """Wait while the priority lane holds `priority_size` frames (the reader calls
+        this before reading a frame: a client that sends faster than it reads its
+        answers is slowed down by TCP, not buffered here)."""
+        while self.close_code is None and len(self._priority) >= self.priority_size:
+            if self._priority_room is None:
+                self._priority_room = asyncio.Event()
+            self._priority_room.clear()
+            await self._priority_room.wait()
 
     def send_error(self, code: ErrorCode, message: str, request_id: str | None = None,
                    **extra: Any) -> None:
@@ -121,6 +138,12 @@ class Connection:
         self._ordered.clear()
         self._wake.set()
         self._room.set()
+        if self._priority_room is not None:
+            self._priority_room.set()
+
+    @property
+    def priority_full(self) -> bool:
+        return len(self._priority) >= self.priority_size
 
     @property
     def queued(self) -> int:
@@ -151,6 +174,8 @@ class Connection:
         while self._priority or (self._ordered and self.close_code is None):
             if self._priority:
                 await self._send(self._priority.popleft())
+                if self._priority_room is not None and len(self._priority) < self.priority_size:
+                    self._priority_room.set()
                 if self.on_sent is not None:
                     self.on_sent("control", None)
                 continue
@@ -218,17 +243,15 @@ class Connection:
             return
         cursor = self.cursors.get(env.thread_id)
         if cursor is None:
-            self.cursors[env.thread_id] = Cursor(first=env.seq, last=env.seq)
+            self.cursors[env.thread_id] = Cursor.starting_at(env.seq)
             self.send_ordered(env)
-        elif cursor.held is not None:
-            cursor.held.append(env)
-        elif env.seq <= cursor.last:
+            return
+        verdict = cursor.on_live(env, self.held_size)
+        if verdict is Verdict.SEND:
+            self.send_ordered(env)
+        elif verdict is Verdict.DROP:
             self.stats.events_dropped_dup += 1
-        elif env.seq == cursor.last + 1:
-            cursor.last = env.seq
-            self.send_ordered(env)
-        else:  # a gap: fetch the missing seqs from the log before sending this one
-            cursor.held = [env]
+        elif verdict is Verdict.REPAIR:
             self.stats.repairs += 1
             self._spawn(self._repair(env.thread_id), "gap-repair")
 
@@ -247,32 +270,24 @@ class Connection:
     async def _repair(self, thread_id: str) -> None:
         async with self._replay_lock:
             cursor = self.cursors[thread_id]
-            if cursor.held is None:
-                return
-            await self._fill_and_release(thread_id, cursor)
+            if cursor.held is not None:
+                await self._fill_and_release(thread_id, cursor)
 
     async def _fill_and_release(self, thread_id: str, cursor: Cursor) -> None:
         """Send the log's events after ``cursor.last`` up to the held ones, then the held
         events in order; stop holding. Loops until nothing held is left."""
-        while cursor.held:
-            target = max(e.seq or 0 for e in cursor.held)
-            if target > cursor.last + 1:
-                for env in await self.read_events(thread_id, cursor.last, target):
-                    if env.seq == cursor.last + 1:
+        while not cursor.settle():
+            while (gap := cursor.gap()) is not None:
+                page = await self.read_events(thread_id, *gap)
+                sent = False
+                for env in page:
+                    if cursor.fill(env):
                         await self._send_replayed(env)
-                        cursor.last = env.seq
-            held = sorted((e for e in cursor.held if (e.seq or 0) > cursor.last),
-                          key=lambda e: e.seq or 0)
-            cursor.held = []
-            for env in held:
-                seq = env.seq or 0
-                if seq <= cursor.last:
-                    continue
-                # A seq the log no longer has (pruned) can't be filled: move on; the
-                # client's own gap check triggers a resume that answers complete=false.
-                cursor.last = seq
+                        sent = True
+                if not sent:  # nothing left to read below the held events (pruned)
+                    break
+            for env in cursor.release():
                 self.send_ordered(env)
-        cursor.held = None
 
     async def resume(self, thread_id: str, after_seq: int, last_seq: int,
                      first_retained: int | None) -> tuple[int, int, bool]:
@@ -282,42 +297,31 @@ class Connection:
             last_seq, first_retained: the log's bounds, read just before (owner-checked).
         Returns:
             ``(events replayed, last_seq, complete)``; ``replay_complete`` is queued.
+        Raises:
+            whatever a log read raises; the cursor of the thread then still holds, so
+            the caller must close the connection (the client resumes on a new one).
         """
         async with self._replay_lock:
             cursor = self.cursors.setdefault(thread_id, Cursor())
-            if cursor.held is None:
-                cursor.held = []
-            complete = after_seq <= last_seq and (
-                after_seq >= last_seq
-                or (first_retained is not None and first_retained <= after_seq + 1)
-            )
-            start = min(after_seq, last_seq)
-            ranges: list[tuple[int, int | None]] = []
-            if cursor.first is None:
-                ranges.append((start, None))
-            else:
-                if start + 1 < cursor.first:
-                    ranges.append((start, cursor.first))
-                ranges.append((max(cursor.last, start), None))
+            cursor.hold()
+            plan = plan_resume(cursor, after_seq, last_seq, first_retained)
             replayed = 0
-            for lo, hi in ranges:
+            for lo, hi in plan.ranges:
                 after = lo
                 while True:
                     page = await self.read_events(thread_id, after, hi)
-                    replayed += len(page)
                     for env in page:
-                        await self._send_replayed(env)
-                        if hi is None:
-                            cursor.last = max(cursor.last, env.seq or 0)
-                    if len(page) < 1000:
+                        if hi is not None or cursor.fill(env):
+                            await self._send_replayed(env)
+                            replayed += 1
+                    if len(page) < READ_PAGE:
                         break
                     after = page[-1].seq or after
-            cursor.last = max(cursor.last, start)
-            cursor.first = start + 1 if cursor.first is None else min(cursor.first, start + 1)
+            cursor.replayed(plan)
             await self._fill_and_release(thread_id, cursor)
             self.send_ordered(encode("replay_complete", {
-                "thread_id": thread_id, "last_seq": cursor.last, "complete": complete}))
-            return replayed, cursor.last, complete
+                "thread_id": thread_id, "last_seq": cursor.last, "complete": plan.complete}))
+            return replayed, cursor.last, plan.complete
 
     async def aclose(self) -> None:
         """Cancel this connection's helper tasks (repairs)."""

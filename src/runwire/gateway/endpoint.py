@@ -49,6 +49,7 @@ OUT_TYPES = ("control", "message_created", "agent_started", "agent_thinking", "t
              "tool_completed", "partial_result", "agent_progress", "agent_response",
              "agent_completed", "agent_error", "thread_created", "thread_updated",
              "thread_deleted", "other")
+PRIORITY_LANE = 100  # pong/error/message_ack frames a connection may have unsent
 
 
 class Gateway:
@@ -182,6 +183,7 @@ class Gateway:
         return Connection(
             connection_id=new_id(), user_id=principal.user_id, scopes=principal.scopes,
             send=send, close=close, read_events=read_events, queue_size=s.outbound_queue_size,
+            held_size=s.outbound_queue_size, priority_size=PRIORITY_LANE,
             chunk_size=s.outbound_chunk_size, send_timeout=s.send_timeout, on_sent=on_sent,
         )
 
@@ -244,6 +246,8 @@ class Gateway:
         limited: deque[float] | None = None  # when this connection's frames were refused
         node = self._settings.node_id
         while conn.close_code is None:
+            if conn.priority_full:
+                await conn.priority_room()
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
