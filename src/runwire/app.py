@@ -218,6 +218,7 @@ class Services:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.runtime.aclose()
+        await self.limiter.aclose()
         await self.bus.aclose()
         if self.presence is not None:
             await self.presence.aclose()

@@ -37,6 +37,7 @@ class RateLimiter:
         self._items: dict[str, RateLimitItem] = {op: parse(v) for op, v in limits.items()}
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._shared = MovingWindowRateLimiter(storage) if storage is not None else None
+        self._storage = storage
 
     async def hit(self, user_id: str, op: str, limit: str | None = None) -> Decision:
         """Count one `op` by `user_id`; refuse it when over the limit.
@@ -62,3 +63,12 @@ class RateLimiter:
             stats = await limiter.get_window_stats(item, user_id, op)
         retry = max(1, int((stats.reset_time - time.time()) * 1000))
         return Decision(False, retry)
+
+    async def aclose(self) -> None:
+        """Close the shared storage's connections. `limits` has no close for its Redis
+        storage; its redis-py client sits at ``bridge.storage`` (left open, the socket
+        outlives the app and leaks at interpreter exit)."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            await close()
