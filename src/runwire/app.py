@@ -46,6 +46,7 @@ from runwire.store.cache import HistoryCache, NoCache, RedisHistoryCache
 from runwire.store.db import Database
 from runwire.store.reader import ThreadReader
 from runwire.store.search import MessageSearcher
+from runwire.tasks import Supervisor
 from runwire.threads import ThreadService
 from runwire.tracing import Tracing
 from runwire.web import PageFiles
@@ -73,7 +74,7 @@ class Services:
     gateway: Gateway
     limiter: RateLimiter
     metrics: Metrics
-    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: Supervisor
     _drained: bool = False
     db_ok: bool = True
     presence: RedisPresence | None = None
@@ -134,13 +135,17 @@ class Services:
         threads = ThreadService(db=db, bus=bus, cancel_runs=cancel_thread_runs,
                                 history_cache=history_cache)
         connections = ConnectionRegistry(max_per_user=settings.max_connections_per_user)
+        failures = metrics.task_failures
+        tasks = Supervisor(
+            on_failure=lambda kind: failures.labels(settings.node_id, kind).inc())
         gateway = Gateway(settings=settings, tokens=tokens, registry=connections, bus=bus,
                           runs=runs, reader=reader, limiter=limiter, metrics=metrics,
-                          model_info=dict(runtime.model_info()), presence=presence)
+                          model_info=dict(runtime.model_info()), presence=presence,
+                          tasks=tasks)
         services = cls(settings=settings, db=db, bus=bus, tokens=tokens, registry=registry,
                        runtime=runtime, runs=runs, reader=reader, threads=threads,
                        connections=connections,
-                       gateway=gateway, limiter=limiter, metrics=metrics)
+                       gateway=gateway, limiter=limiter, metrics=metrics, tasks=tasks)
         metrics.watch(services.gauges)
         bus.on_control = runs.on_control
         if isinstance(bus, RedisBus):
@@ -149,14 +154,11 @@ class Services:
             await bus.start()
         await runs.recover()
         runs.start()
-        services._background.append(
-            asyncio.create_task(services._prune_forever(), name="event-retention"))
-        services._background.append(asyncio.create_task(
-            gateway.sweep_idle(runs.scheduler.has_user), name="idle-connections"))
-        services._background.append(
-            asyncio.create_task(services._watch_health(), name="health-monitor"))
-        services._background.append(
-            asyncio.create_task(gateway.refresh_presence(), name="presence"))
+        tasks.keep_running("event-retention", services._prune_forever)
+        tasks.keep_running("idle-connections",
+                           lambda: gateway.sweep_idle(runs.scheduler.has_user))
+        tasks.keep_running("health-monitor", services._watch_health)
+        tasks.keep_running("presence", gateway.refresh_presence)
         services.presence = presence
         services.tracing = tracing
         services.history_cache = history_cache
@@ -187,14 +189,13 @@ class Services:
                 max_age=timedelta(hours=self.settings.event_retention_hours))
 
     async def _prune_forever(self) -> None:
+        """Forever: apply retention; a failure propagates to the supervisor (logged,
+        counted, restarted)."""
         while True:
             await asyncio.sleep(PRUNE_INTERVAL)
-            try:
-                deleted = await self.prune_once()
-                if deleted:
-                    log.info("pruned %d events", deleted)
-            except Exception:
-                log.warning("event pruning failed", exc_info=True)
+            deleted = await self.prune_once()
+            if deleted:
+                log.info("pruned %d events", deleted)
 
     async def _watch_health(self) -> None:
         """Keep `db_ok` current for metrics (readiness pings on its own)."""
@@ -214,9 +215,7 @@ class Services:
 
     async def aclose(self) -> None:
         await self.drain()
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.tasks.aclose()
         await self.runtime.aclose()
         await self.limiter.aclose()
         await self.bus.aclose()

@@ -58,6 +58,9 @@ class Metrics:
                                     "Frames or requests refused by a rate limit", "op")
         self.resumes = counter("runwire_resumes_total", "resume requests (reconnections)")
         self.replayed = counter("runwire_replayed_events_total", "Events sent by replays")
+        self.task_failures = counter(
+            "runwire_background_task_failures_total",
+            "Background tasks (loops, frame handlers, gap repairs) that raised, by kind", "task")
         self.slow_consumers = counter("runwire_slow_consumer_closes_total",
                                       "Connections closed with 4009")
         self.runs = counter("runwire_runs_total", "Finished runs by status and error code",

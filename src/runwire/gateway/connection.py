@@ -25,13 +25,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runwire.gateway.delivery import Cursor, Verdict, plan_resume
 from runwire.protocol.codes import CloseCode, ErrorCode
 from runwire.protocol.envelope import Envelope, encode
+from runwire.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Connection:
         send: sends one text frame on the socket.
         close: sends the close frame.
         read_events: ``(thread_id, after_seq, before_seq)`` → stored events in seq order.
+        tasks: runs the connection's repairs (named, failures logged and counted).
     """
 
     connection_id: str
@@ -64,6 +66,7 @@ class Connection:
     send: Send
     close: Close
     read_events: ReadEvents
+    tasks: Supervisor
     queue_size: int = 1000
     held_size: int = 1000
     priority_size: int = 100
@@ -255,17 +258,15 @@ class Connection:
             self.stats.repairs += 1
             self._spawn(self._repair(env.thread_id), "gap-repair")
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except Exception:
-                log.warning("%s failed; closing so the client resumes", name, exc_info=True)
-                self.request_close(CloseCode.INTERNAL_ERROR, "delivery failed")
+    def _spawn(self, coro: Coroutine[Any, Any, None], kind: str) -> None:
+        """Run a repair as a supervised task; its failure closes with 1011 so the client
+        resumes (the cursor still holds and can't be trusted)."""
 
-        task = asyncio.create_task(guarded(), name=f"{name}-{self.connection_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        def failed(_: BaseException) -> None:
+            self.request_close(CloseCode.INTERNAL_ERROR, "delivery failed")
+
+        self.tasks.spawn(kind, coro, name=f"{kind}-{self.connection_id}", on_error=failed,
+                         group=self._tasks)
 
     async def _repair(self, thread_id: str) -> None:
         async with self._replay_lock:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -41,6 +41,7 @@ from runwire.ratelimit import RateLimiter
 from runwire.runs.service import RunService
 from runwire.settings import Settings
 from runwire.store.reader import ThreadReader
+from runwire.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Gateway:
         limiter: RateLimiter,
         metrics: Metrics,
         model_info: dict[str, Any],
+        tasks: Supervisor,
         presence: RedisPresence | None = None,
     ) -> None:
         self._settings = settings
@@ -82,6 +84,7 @@ class Gateway:
         self._delivery = metrics.delivery_latency.labels(node)
         self._model_info = model_info
         self._presence = presence
+        self._tasks = tasks
         self._inflight: set[asyncio.Task[None]] = set()
         self._sessions: set[asyncio.Task[Any]] = set()
         self.accepting = True
@@ -182,7 +185,8 @@ class Gateway:
         s = self._settings
         return Connection(
             connection_id=new_id(), user_id=principal.user_id, scopes=principal.scopes,
-            send=send, close=close, read_events=read_events, queue_size=s.outbound_queue_size,
+            send=send, close=close, read_events=read_events, tasks=self._tasks,
+            queue_size=s.outbound_queue_size,
             held_size=s.outbound_queue_size, priority_size=PRIORITY_LANE,
             chunk_size=s.outbound_chunk_size, send_timeout=s.send_timeout, on_sent=on_sent,
         )
@@ -291,22 +295,26 @@ class Gateway:
             elif isinstance(frame, Ping):
                 conn.send_priority("pong", {"request_id": frame.request_id})
             elif isinstance(frame, SendMessage):
-                self._background(self._send_message(conn, principal, frame, message_lock,
-                                                    received))
+                self._background("user_message", conn, frame.request_id, self._send_message(
+                    conn, principal, frame, message_lock, received))
             elif isinstance(frame, StopAgent):
-                self._background(self._stop(conn, principal, frame))
+                self._background("stop_agent", conn, frame.request_id,
+                                 self._stop(conn, principal, frame))
             elif isinstance(frame, Resume):
-                self._background(self._resume(conn, principal, frame))
+                self._background("resume", conn, frame.request_id,
+                                 self._resume(conn, principal, frame))
 
-    def _background(self, coro: Awaitable[None]) -> None:
-        """Run frame work off the read loop; control frames never wait behind it."""
+    def _background(self, kind: str, conn: Connection, request_id: str | None,
+                    coro: Coroutine[Any, Any, None]) -> None:
+        """Run frame work off the read loop (control frames never wait behind it) as a
+        supervised task: an unexpected failure is logged, counted and answered with an
+        ``internal`` error carrying the frame's request id."""
 
-        async def run() -> None:
-            await coro
+        def answer(_: BaseException) -> None:
+            conn.send_error("internal", "internal error", request_id)
 
-        task = asyncio.create_task(run())
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        self._tasks.spawn(kind, coro, name=f"{kind}-{conn.connection_id}", on_error=answer,
+                          group=self._inflight)
 
     async def _send_message(self, conn: Connection, principal: Principal, frame: SendMessage,
                             lock: asyncio.Lock, received: float) -> None:
@@ -320,9 +328,6 @@ class Gateway:
                 conn.send_error("thread_busy", str(exc), rid)
             except StorageUnavailable:
                 conn.send_error("storage_unavailable", "storage is unavailable; retry later", rid)
-            except Exception:
-                log.exception("user_message failed")
-                conn.send_error("internal", "internal error", rid)
             else:
                 conn.send_priority("message_ack", ack.payload())
 
@@ -335,17 +340,35 @@ class Gateway:
             conn.send_error("storage_unavailable", "storage is unavailable", frame.request_id)
 
     async def _resume(self, conn: Connection, principal: Principal, frame: Resume) -> None:
+        """Answer a ``resume`` with its replay and ``replay_complete``, or an ``error``.
+
+        A failure during the replay leaves the thread's cursor unable to say what was
+        sent: the error is followed by closing with 1011 (the client resumes on a new
+        connection). Unexpected failures are re-raised for the supervisor to count.
+        """
+        rid = frame.request_id
         try:
             bounds = await self._reader.bounds(principal.user_id, frame.thread_id)
-            node = self._settings.node_id
-            self._metrics.resumes.labels(node).inc()
+        except NotFound as exc:
+            conn.send_error("not_found", str(exc), rid)
+            return
+        except StorageUnavailable:
+            conn.send_error("storage_unavailable", "storage is unavailable", rid)
+            return
+        node = self._settings.node_id
+        self._metrics.resumes.labels(node).inc()
+        try:
             replayed, _, _ = await conn.resume(frame.thread_id, frame.after_seq, bounds.last,
                                                bounds.first)
-            self._metrics.replayed.labels(node).inc(replayed)
-        except NotFound as exc:
-            conn.send_error("not_found", str(exc), frame.request_id)
-        except StorageUnavailable:
-            conn.send_error("storage_unavailable", "storage is unavailable", frame.request_id)
+        except Exception as exc:
+            unavailable = isinstance(exc, StorageUnavailable)
+            conn.send_error("storage_unavailable" if unavailable else "internal",
+                            "storage is unavailable" if unavailable else "replay failed", rid)
+            conn.request_close(CloseCode.INTERNAL_ERROR, "replay failed")
+            if unavailable:
+                return
+            raise
+        self._metrics.replayed.labels(node).inc(replayed)
 
     # ---- repair after a bus outage ----------------------------------------------------
 
