@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -217,7 +219,8 @@ def load_user_registry(spec: str, registry: AgentRegistry) -> None:
     """Let the user module named by `spec` (``"pkg.module:attr"``) extend `registry`.
 
     ``attr`` (dots allowed) must be a plain callable taking the registry; what it returns
-    is ignored.
+    is ignored. The module is imported from the working directory (put on ``sys.path``
+    when it is not there) or any installed package.
 
     Raises:
         ConfigError: malformed spec, module not importable, attribute missing or not
@@ -226,6 +229,13 @@ def load_user_registry(spec: str, registry: AgentRegistry) -> None:
     module_name, sep, attr_path = spec.strip().partition(":")
     if not sep or not module_name or not attr_path:
         raise ConfigError(f"RUNWIRE_AGENTS={spec!r} must look like 'package.module:callable'")
+    # `python -m runwire` puts the working directory on sys.path but the `runwire` console
+    # script does not (its sys.path[0] is the venv's bin/): docs/extending.md promises a
+    # module next to where the server starts is found either way.
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:
