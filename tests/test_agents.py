@@ -141,6 +141,14 @@ async def test_arithmetic_question_runs_thinking_then_calculator_then_streamed_a
     assert outcome.usage["tool_calls"] == 1 and outcome.usage["requests"] == 2
 
 
+async def test_words_after_an_expression_dont_reach_the_calculator() -> None:
+    sink = RecordingSink()
+    outcome = await builtin_runtime().execute(make_scope("what is 6*7 (sent offline)", sink=sink))
+    assert sink.of("tool_executing")[0]["tool_args"] == {"expression": "6*7"}
+    assert sink.of("tool_completed")[0]["result"] == {"expression": "6*7", "result": 42}
+    assert "**42**" in outcome.content
+
+
 async def test_runtime_never_emits_the_run_services_lifecycle_events() -> None:
     sink = RecordingSink()
     await builtin_runtime().execute(make_scope("what is 2+2?", sink=sink))

@@ -127,9 +127,9 @@ SHOWN_RESULT: Final = 300  # characters of an unknown tool's result quoted in th
 HELP_TEXT: Final = (
     "I'm runwire's **offline demo model** (`builtin`): I don't call a real LLM, but I do "
     "show the whole agent loop with real tools. Try:\n\n"
-    "- arithmetic — *what is 12*(3+4)?*\n"
-    "- time — *what time is it in Tokyo?*\n"
-    "- search — *find budget in my threads*\n\n"
+    "- arithmetic — `what is 12*(3+4)?`\n"
+    "- time — `what time is it in Tokyo?`\n"
+    "- search — `find budget in my threads`\n\n"
     "Set `RUNWIRE_MODEL` (e.g. `openai-chat:gpt-4o-mini`) to talk to a real model."
 )
 
@@ -276,7 +276,10 @@ def _expression_in(text: str) -> str | None:
 
 
 def _balanced(expression: str) -> str:
-    """Drop parentheses that a sentence wrapped around the expression."""
+    """Drop parentheses that a sentence wrapped around the expression, and an opening
+    parenthesis or operator left dangling by the words after it ("6*7 (sent offline)")."""
+    while expression and expression[-1] in "(+-*/%":
+        expression = expression[:-1].rstrip()
     while expression.endswith(")") and expression.count(")") > expression.count("("):
         expression = expression[:-1].rstrip()
     while expression.startswith("(") and expression.count("(") > expression.count(")"):
