@@ -17,7 +17,8 @@ from datetime import timedelta
 from typing import Any, TypedDict
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from limits.aio.storage import RedisStorage, Storage
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.websockets import WebSocket
@@ -49,7 +50,7 @@ from runwire.store.search import MessageSearcher
 from runwire.tasks import Supervisor
 from runwire.threads import ThreadService
 from runwire.tracing import Tracing
-from runwire.web import PageFiles
+from runwire.web import FAVICON, SWAGGER_UI, PageFiles
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +277,10 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await services.aclose()
 
+    # /docs is served below with Swagger UI from the package (no CDN: works offline);
+    # ReDoc would need a CDN, so it is off.
     app = FastAPI(title="runwire", version="0.1.0", lifespan=lifespan,
-                  summary="A real-time gateway for AI agents")
+                  summary="A real-time gateway for AI agents", docs_url=None, redoc_url=None)
     install_problem_handlers(app)
     app.include_router(api_router)
     app.include_router(search_router)
@@ -285,6 +288,13 @@ def create_app(settings: Settings) -> FastAPI:
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:
         await services_of(ws.app).gateway.serve(ws)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title="runwire API",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css", swagger_favicon_url=FAVICON)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -16,6 +16,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).parent / "static"
+# Swagger UI's assets, copied from npm's swagger-ui-dist by the page's build (vite.config.ts).
+SWAGGER_UI = "/swagger-ui"
+FAVICON = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
+           "%3Ccircle cx='8' cy='8' r='7' fill='%235b8cff'/%3E%3C/svg%3E")
 
 CSP = "; ".join([
     "default-src 'self'",
