@@ -1,10 +1,12 @@
-import { useAgent, useConnection, useThreads } from "@runwire/react";
-import { useCallback, useEffect, useState, type ReactNode } from "react";
-import { Composer } from "./components/Composer.tsx";
+import { useAgent, useConnection, useRunwireStore, useThreads } from "@runwire/react";
+import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
+import { Banner, blockedBy } from "./components/Banner.tsx";
+import { Composer, type ComposerHandle } from "./components/Composer.tsx";
 import { ConnectionStatus } from "./components/ConnectionStatus.tsx";
 import { Sidebar } from "./components/Sidebar.tsx";
 import { Timeline } from "./components/Timeline.tsx";
-import { TokenGate } from "./components/TokenGate.tsx";
+import { useOnline } from "./online.ts";
+import { msUntilExpiry, onTokenStored } from "./token.ts";
 
 /** The selected thread lives in the fragment (#thread=…), so a reload shows it again. */
 function threadFromUrl(): string | null {
@@ -16,25 +18,65 @@ function showInUrl(threadId: string | null): void {
   if (location.hash !== hash) history.replaceState(null, "", location.pathname + location.search + hash);
 }
 
-export function App({ userId }: { userId: string }): ReactNode {
+const MAX_TIMER_MS = 2 **31 - 1; // setTimeout's limit (~24.8 days)
+
+/** true once `token` has expired (checked against its `exp`, while the page is open). */
+function useExpired(token: string): boolean {
+  const [expired, setExpired] = useState(() => (msUntilExpiry(token) ?? 1) <= 0);
+  useEffect(() => {
+    const left = msUntilExpiry(token);
+    if (left === null) return undefined;
+    if (left <= 0) { setExpired(true); return undefined; }
+    let timer: ReturnType<typeof setTimeout>;
+    const arm = (): void => {
+      const ms = msUntilExpiry(token) ?? 0;
+      if (ms <= 0) { setExpired(true); return; }
+      timer = setTimeout(arm, Math.min(ms, MAX_TIMER_MS));
+    };
+    arm();
+    return () => clearTimeout(timer);
+  }, [token]);
+  return expired;
+}
+
+export function App({ userId, token }: { userId: string; token: string }): ReactNode {
   const connection = useConnection();
+  const { client } = useRunwireStore();
+  const online = useOnline();
   const { threads } = useThreads();
   const [current, setCurrent] = useState<string | null>(threadFromUrl);
   const [menuOpen, setMenuOpen] = useState(false);
+  const [followKey, setFollowKey] = useState(0);
+  const [, setStopsShown] = useState(0);
+  const composer = useRef<ComposerHandle>(null);
   const select = useCallback((id: string | null) => {
     setCurrent(id);
     setMenuOpen(false);
   }, []);
   const agent = useAgent(current, { onThreadCreated: select });
+  const expired = useExpired(token);
   useEffect(() => showInUrl(current), [current]);
   useEffect(() => {
     if (agent.deleted) select(null); // deleted here or in another tab
   }, [agent.deleted, select]);
+  // Expired while open: stop using the token (nothing would be accepted) and say so.
+  useEffect(() => { if (expired) client.close(); }, [expired, client]);
+  // Signed in again in another tab: take the new token.
+  const signedOut = expired || (connection.state === "closed" && connection.code === 4001);
+  useEffect(() => (signedOut ? onTokenStored(() => location.reload()) : undefined), [signedOut]);
 
-  if (connection.state === "closed" && connection.code === 4001) return <TokenGate reason="invalid" />;
+  const blocked = blockedBy(connection, expired);
+  const disabledReason = blocked === "signed-out" ? "Signed out — sign in to send"
+    : blocked ? "Not connected — see above" : null;
   const title = threads.find((t) => t.thread_id === current)?.title ?? (current ? "…" : "New chat");
   const model = connection.established?.model;
   const active = agent.activeRun !== null;
+  const live = connection.state === "open";
+  const streaming = agent.items.some((i) => i.kind === "message" && i.streaming);
+  const send = (text: string): void => {
+    agent.send(text);
+    setFollowKey((k) => k + 1);
+  };
 
   return (
     <div className={`app ${menuOpen ? "menu-open" : ""}`} data-testid="app"
@@ -55,13 +97,17 @@ export function App({ userId }: { userId: string }): ReactNode {
           </span>
           <span className="user" title="signed in as">{userId}</span>
         </header>
-        {agent.load === "error" && (
+        <Banner connection={connection} online={online} signedOut={expired}
+                onRetry={() => client.reconnectNow()} />
+        {agent.load === "error" && !signedOut && (
           <p className="banner error" role="alert">This thread could not load: {agent.loadError}</p>
         )}
         <Timeline items={agent.items} onRetry={agent.retry} onDiscard={agent.discard}
+                  onRetryRun={(runId) => { agent.regenerate(runId); setFollowKey((k) => k + 1); }}
+                  live={live} busy={streaming && live} queuedStops={client.queuedStops} followKey={followKey}
                   empty={<div className="empty">{current ? "Loading…" : "Ask something to start a new chat."}</div>} />
-        <Composer focusKey={current ?? ""} onSend={(text) => agent.send(text)}
-                  onStop={active ? () => agent.stop() : null} />
+        <Composer ref={composer} focusKey={current ?? ""} onSend={send} disabledReason={disabledReason}
+                  onStop={active && !signedOut ? () => { agent.stop(); setStopsShown((n) => n + 1); } : null} />
       </main>
     </div>
   );

@@ -6,7 +6,7 @@ import { createRoot } from "react-dom/client";
 import { App } from "./App.tsx";
 import { TokenGate } from "./components/TokenGate.tsx";
 import "./style.css";
-import { claimsOf, isExpired, takeToken } from "./token.ts";
+import { claimsOf, isExpired, newerToken, takeToken } from "./token.ts";
 
 const root = createRoot(document.getElementById("root") as HTMLElement);
 
@@ -39,12 +39,13 @@ async function main(): Promise<void> {
   if (!claims?.sub) return gate("invalid");
   if (isExpired(token)) return gate("expired");
   let current = token;
-  // A refresh has nothing new to offer unless another token was stored (the gate's form).
+  // A refresh has nothing new to offer unless another token was stored (another tab, or
+  // the sign-in form of the banner).
   const getToken = async (refresh: boolean): Promise<string | null> => {
     if (!refresh) return current;
-    const stored = sessionStorage.getItem("runwire.token");
-    if (stored && stored !== current && !isExpired(stored)) current = stored;
-    else return null;
+    const stored = newerToken(current);
+    if (!stored) return null;
+    current = stored;
     return current;
   };
   const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
   root.render(
     <StrictMode>
       <RunwireProvider client={client} rest={rest} history={history}>
-        <App userId={claims.sub} />
+        <App userId={claims.sub} token={token} />
       </RunwireProvider>
     </StrictMode>,
   );

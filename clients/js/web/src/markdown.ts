@@ -16,3 +16,9 @@ export function renderMarkdown(text: string): string {
   const html = marked.parse(text, { async: false });
   return DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
 }
+
+/** One line of Markdown (code spans, emphasis; no blocks), sanitised. */
+export function renderInline(text: string): string {
+  const html = marked.parseInline(text, { async: false });
+  return DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
+}

@@ -1,5 +1,9 @@
-// The page's token: taken from the URL fragment (#token=…) into sessionStorage and removed
-// from the address bar, so it is neither in the history nor sent to the server as a URL.
+// The page's token. Taken from the URL fragment (#token=…) and removed from the address bar
+// at once, so it is neither in the history nor sent to the server as a URL. Kept in
+// localStorage, shared by every tab of this origin: a thread link opened in a new tab
+// (middle-click, a shared /#thread=… link) is signed in too. Hygiene: an expired or
+// malformed token is deleted when read, "Sign out" deletes it, and nothing else of the
+// user's is stored there (history lives in IndexedDB, keyed by user).
 
 const KEY = "runwire.token";
 
@@ -8,25 +12,59 @@ export interface Claims {
   exp?: number;
 }
 
-/** Move a token from the fragment to sessionStorage; return the stored token. */
+function storage(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // storage disabled: the token lives only as long as this page
+  }
+}
+
+let inMemory: string | null = null;
+
+function read(): string | null {
+  return storage()?.getItem(KEY) ?? inMemory;
+}
+
+export function storeToken(token: string): void {
+  inMemory = token;
+  storage()?.setItem(KEY, token);
+}
+
+export function forgetToken(): void {
+  inMemory = null;
+  storage()?.removeItem(KEY);
+}
+
+/** Move a token from the fragment to storage; return the stored token (expired or
+ *  malformed ones are deleted and returned, so the gate can say what is wrong). */
 export function takeToken(): string | null {
   const params = new URLSearchParams(location.hash.slice(1));
   const fromUrl = params.get("token");
   if (fromUrl) {
-    sessionStorage.setItem(KEY, fromUrl);
     params.delete("token");
     const rest = params.toString();
     history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+    storeToken(fromUrl);
   }
-  return sessionStorage.getItem(KEY);
+  const token = read();
+  if (token && (isExpired(token) || !claimsOf(token)?.sub)) forgetToken();
+  return token;
 }
 
-export function storeToken(token: string): void {
-  sessionStorage.setItem(KEY, token);
+/** The stored token when it is usable and not `current` (e.g. another tab signed in). */
+export function newerToken(current: string): string | null {
+  const stored = read();
+  return stored && stored !== current && !isExpired(stored) && claimsOf(stored)?.sub ? stored : null;
 }
 
-export function forgetToken(): void {
-  sessionStorage.removeItem(KEY);
+/** Calls `fn` when another tab stores a token (signing in again there helps here). */
+export function onTokenStored(fn: (token: string) => void): () => void {
+  const listener = (e: StorageEvent): void => {
+    if (e.key === KEY && e.newValue) fn(e.newValue);
+  };
+  window.addEventListener("storage", listener);
+  return () => window.removeEventListener("storage", listener);
 }
 
 export function claimsOf(token: string): Claims | null {
@@ -44,4 +82,10 @@ export function claimsOf(token: string): Claims | null {
 export function isExpired(token: string, now = Date.now()): boolean {
   const exp = claimsOf(token)?.exp;
   return typeof exp === "number" && exp * 1000 <= now;
+}
+
+/** ms until the token expires (null: no `exp`). */
+export function msUntilExpiry(token: string, now = Date.now()): number | null {
+  const exp = claimsOf(token)?.exp;
+  return typeof exp === "number" ? exp * 1000 - now : null;
 }

@@ -131,6 +131,8 @@ export class RunwireClient {
   private readonly autoFollow: boolean;
   /** Threads kept gapless when `autoFollow` is false. */
   private readonly followed = new Set<string>();
+  /** `stop_agent` payloads asked for while not open: sent once connected. */
+  private readonly pendingStops = new Map<string, Record<string, unknown>>();
 
   constructor(options: RunwireClientOptions) {
     this.url = options.url;
@@ -487,6 +489,7 @@ export class RunwireClient {
         this.startHeartbeat();
         this.emit("frame", frame);
         for (const threadId of this.trackers.keys()) if (this.isFollowed(threadId)) this.resume(threadId);
+        this.flushStops();
         this.flush();
         return;
       case "message_ack":
@@ -555,10 +558,45 @@ export class RunwireClient {
     return this.sendFrame({ type: "resume", payload: { thread_id: threadId, after_seq: after } });
   }
 
-  /** Cancels a run, or the active and queued runs of a thread. false when not open. */
+  /**
+   * Cancels a run, or the active and queued runs of a thread. true: sent now; false: not
+   * open, so the stop is queued and sent as soon as the connection is (re)established
+   * (a run that ended meanwhile makes it a no-op on the server).
+   */
   stop(target: { runId: string } | { threadId: string }): boolean {
     const payload = "runId" in target ? { run_id: target.runId } : { thread_id: target.threadId };
-    return this.sendFrame({ type: "stop_agent", payload });
+    const key = "runId" in target ? `run:${target.runId}` : `thread:${target.threadId}`;
+    if (this.isOpen() && this.sendFrame({ type: "stop_agent", payload })) return true;
+    this.pendingStops.set(key, payload);
+    this.reconnectOnDemand();
+    return false;
+  }
+
+  /** Run ids whose stop waits for the connection. */
+  get queuedStops(): readonly string[] {
+    return [...this.pendingStops.values()].flatMap((p) => (typeof p.run_id === "string" ? [p.run_id] : []));
+  }
+
+  private flushStops(): void {
+    for (const [key, payload] of [...this.pendingStops]) {
+      if (!this.sendFrame({ type: "stop_agent", payload })) return;
+      this.pendingStops.delete(key);
+    }
+  }
+
+  /**
+   * "Retry now": while waiting to reconnect, tries at once (the backoff continues from
+   * there); after a close the client does not retry by itself (4008, 1008, 4003, idle),
+   * connects again. No-op while open or connecting.
+   */
+  reconnectNow(): void {
+    if (this.ws) return;
+    if (this.reconnectTimer) {
+      this.clearReconnect();
+      this.open();
+      return;
+    }
+    void this.connect();
   }
 
   /** Sends an application-level `ping` (answered by `pong`). false when not open. */

@@ -137,14 +137,17 @@ describe("dedupe and gaps", () => {
     expect(h.events.map((e) => e.type)).toEqual(["message_created"]);
   });
 
-  it("resume(threadId, afterSeq) and stop() send frames; false when not open", async () => {
+  it("resume(threadId, afterSeq) and stop() send frames; a stop while not open is queued", async () => {
     const h = harness();
-    expect(h.client.stop({ runId: "R" })).toBe(false);
+    expect(h.client.stop({ runId: "Q" })).toBe(false);
+    expect(h.client.queuedStops).toEqual(["Q"]);
     const ws = await connected(h);
+    expect(h.client.queuedStops).toEqual([]);
     expect(h.client.resume("T", 12)).toBe(true);
     expect(h.client.stop({ runId: "R" })).toBe(true);
     expect(h.client.stop({ threadId: "T" })).toBe(true);
     expect(ws.frames()).toEqual([
+      { type: "stop_agent", payload: { run_id: "Q" } },
       { type: "resume", payload: { thread_id: "T", after_seq: 12 } },
       { type: "stop_agent", payload: { run_id: "R" } },
       { type: "stop_agent", payload: { thread_id: "T" } },

@@ -127,7 +127,12 @@ export interface AgentView {
   loadError: string | null;
   source: "none" | "cache" | "server";
   send: (content: string, opts?: Omit<SendOptions, "threadId">) => OutboxItem;
+  /** Stops the current run (not the runs queued behind it); false when queued offline. */
   stop: () => boolean;
+  /** Asks the question of `runId` (default: the last run) again: a new run, same thread. */
+  regenerate: (runId?: string) => OutboxItem | null;
+  /** Sends `content` as an edited version of an earlier message: a new run, same thread. */
+  edit: (messageId: string, content: string) => OutboxItem | null;
   retry: (messageId: string) => void;
   /** Gives up on a queued or failed message (removed from the queue and the view). */
   discard: (messageId: string) => void;
@@ -188,6 +193,8 @@ export function useAgent(threadId: string | null, opts: UseAgentOptions = {}): A
       source: entry?.source ?? "none",
       send: (content: string, o: Omit<SendOptions, "threadId"> = {}) => store.send(threadId, content, o),
       stop: () => (threadId ? store.stop(threadId) : false),
+      regenerate: (runId?: string) => (threadId ? store.regenerate(threadId, runId) : null),
+      edit: (_messageId: string, content: string) => (threadId ? store.edit(threadId, content) : null),
       retry: (messageId: string) => { store.client.retry(messageId); },
       discard: (messageId: string) => store.discard(messageId),
       deleted: store.isDeleted(threadId),

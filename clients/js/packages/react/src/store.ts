@@ -247,8 +247,44 @@ export class ThreadStore {
     return this.client.outbox.some((o) => o.threadId === null && o.state !== "failed");
   }
 
+  /** Stops the thread's current run only (by run id): a follow-up queued behind it still
+   *  runs. true: sent; false: nothing running, or queued until the connection is back. */
   stop(threadId: string): boolean {
-    return this.client.stop({ threadId });
+    const runId = this.entries.get(threadId)?.timeline.activeRunId;
+    if (!runId) return false;
+    return this.client.stop({ runId });
+  }
+
+  /** The user message that started `runId` (the latest user message before the run). */
+  userMessageOf(threadId: string, runId: string): MessageItem | null {
+    const items = this.entries.get(threadId)?.timeline.items ?? [];
+    const direct = items.find((i): i is MessageItem => i.kind === "message" && i.role === "user" && i.runId === runId);
+    if (direct) return direct;
+    const run = items.find((i) => i.kind === "run" && i.runId === runId);
+    if (!run) return null;
+    let found: MessageItem | null = null;
+    for (const i of items) {
+      if (i.seq >= run.seq) break;
+      if (i.kind === "message" && i.role === "user") found = i;
+    }
+    return found;
+  }
+
+  /**
+   * Runs the request of `runId` again (default: the thread's last run): a new message with
+   * the same text on the same thread, so a new run; the earlier answer stays in the log.
+   */
+  regenerate(threadId: string, runId?: string): OutboxItem | null {
+    const items = this.entries.get(threadId)?.timeline.items ?? [];
+    const target = runId ?? [...items].reverse().find((i) => i.kind === "run")?.runId;
+    const asked = target ? this.userMessageOf(threadId, target) : null;
+    return asked ? this.send(threadId, asked.content) : null;
+  }
+
+  /** Sends an edited version of an earlier user message as a new message (a new run on the
+   *  same thread; what was asked and answered before stays in the log). */
+  edit(threadId: string, content: string): OutboxItem {
+    return this.send(threadId, content);
   }
 
   // ---- loading -------------------------------------------------------------------------

@@ -230,13 +230,30 @@ describe("useAgent", () => {
     expect(ws.framesOfType("resume")).toEqual([]); // a deleted thread is not resumed
   });
 
-  it("stop sends stop_agent for the thread", async () => {
+  it("stop cancels the current run only (by run id), not the thread", async () => {
     const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
     const { result } = renderHook(() => useAgent("T1"), { wrapper });
     const ws = await established();
     await waitFor(() => expect(result.current.load).toBe("loaded"));
-    act(() => { result.current.stop(); });
-    expect(ws.framesOfType("stop_agent").map((f) => f.payload)).toEqual([{ thread_id: "T1" }]);
+    act(() => { expect(result.current.stop()).toBe(false); }); // nothing running
+    deliver(ws, ...run("T1", 1).slice(0, 3));
+    act(() => { expect(result.current.stop()).toBe(true); });
+    expect(ws.framesOfType("stop_agent").map((f) => f.payload)).toEqual([{ run_id: "R1" }]);
+  });
+
+  it("regenerate() and edit() send the earlier / edited question as a new run", async () => {
+    const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
+    const { result } = renderHook(() => useAgent("T1"), { wrapper });
+    const ws = await established();
+    await waitFor(() => expect(result.current.load).toBe("loaded"));
+    deliver(ws, ...run("T1", 1));
+    act(() => { result.current.regenerate(); });
+    act(() => { result.current.edit("m1", "what is 6*8?"); });
+    const sent = ws.framesOfType("user_message").map((f) => [f.payload.content, f.payload.thread_id]);
+    expect(sent).toEqual([["what is 6*7?", "T1"], ["what is 6*8?", "T1"]]);
+    // the earlier answer stays
+    expect(result.current.messages.filter((m) => m.role === "assistant").map((m) => m.content))
+      .toEqual(["6*7 = **42**"]);
   });
 });
 

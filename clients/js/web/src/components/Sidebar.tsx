@@ -7,7 +7,19 @@ interface Props {
   footer: ReactNode;
 }
 
-/** Threads: list, new, rename (inline), delete (with an inline confirmation). */
+/** When a thread was last active: the time today, else the date (and the year when not this one). */
+export function when(iso: string, now = new Date()): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  const time = d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  if (d.toDateString() === now.toDateString()) return time;
+  const sameYear = d.getFullYear() === now.getFullYear();
+  const date = d.toLocaleDateString(undefined, sameYear ? { month: "short", day: "numeric" }
+    : { year: "numeric", month: "short", day: "numeric" });
+  return `${date}, ${time}`;
+}
+
+/** Threads: list (title + when), new, rename (inline), delete (with an inline confirmation). */
 export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
   const { threads, load, error, rename, remove, hasMore, loadMore } = useThreads();
   const [editing, setEditing] = useState<string | null>(null);
@@ -46,7 +58,9 @@ export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
                      onKeyDown={(e) => onKey(e, t.thread_id)} onBlur={() => commit(t.thread_id)} />
             ) : (
               <button type="button" className="title" title={t.title} onClick={() => onSelect(t.thread_id)}>
-                {t.title}
+                <span className="name">{t.title}</span>
+                <time className="when" data-testid="thread-when" dateTime={t.updated_at}
+                      title={new Date(t.updated_at).toLocaleString()}>{when(t.updated_at)}</time>
               </button>
             )}
             {confirming === t.thread_id ? (

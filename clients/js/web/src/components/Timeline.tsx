@@ -1,6 +1,6 @@
-import type { MessageItem, RunItem, ThinkingItem, TimelineItem, ToolItem } from "@runwire/client";
-import { useEffect, useMemo, useRef, type ReactNode } from "react";
-import { renderMarkdown } from "../markdown.ts";
+import { isTerminal, type MessageItem, type RunItem, type ThinkingItem, type TimelineItem, type ToolItem } from "@runwire/client";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { renderInline, renderMarkdown } from "../markdown.ts";
 
 const MAX_SHOWN = 20_000; // characters of a tool's args/result shown inline
 
@@ -17,14 +17,22 @@ function Markdown({ text }: { text: string }): ReactNode {
 interface Actions {
   onRetry: (id: string) => void;
   onDiscard: (id: string) => void;
+  /** Asks a failed run's question again (a new run on the thread). */
+  onRetryRun: (runId: string) => void;
+  /** false while not connected: a streaming answer is paused, not "working". */
+  live: boolean;
+  /** Run ids whose Stop waits for the connection. */
+  queuedStops: readonly string[];
 }
 
-function Message({ item, onRetry, onDiscard }: { item: MessageItem } & Actions): ReactNode {
-  const state = item.outbox && item.outbox !== "acked" ? item.outbox : item.streaming ? "streaming" : undefined;
+function Message({ item, onRetry, onDiscard, live }: { item: MessageItem } & Actions): ReactNode {
+  const state = item.outbox && item.outbox !== "acked" ? item.outbox
+    : item.streaming ? (live ? "streaming" : "paused") : undefined;
   return (
     <div className="msg" data-testid="message" data-role={item.role} data-state={state} data-message-id={item.id}>
       <span className="who">{item.role === "user" ? "you" : (item.agentName ?? "assistant")}</span>
       {item.role === "user" ? <div className="body plain">{item.content}</div> : <Markdown text={item.content} />}
+      {state === "paused" && <span className="tag" data-testid="paused">paused: waiting for the connection…</span>}
       {item.outbox === "queued" && <span className="tag">waiting for the connection…</span>}
       {item.outbox === "sent" && <span className="tag">sending…</span>}
       {item.outbox === "failed" && (
@@ -39,9 +47,12 @@ function Message({ item, onRetry, onDiscard }: { item: MessageItem } & Actions):
 }
 
 function Thinking({ item }: { item: ThinkingItem }): ReactNode {
+  const html = useMemo(() => renderInline(item.thought), [item.thought]);
   return (
     <div className="note thinking" data-testid="thinking">
-      <span className="who">{item.agentName} thinks</span> {item.thought}
+      <span className="who">{item.agentName || "agent"} thinks</span>
+      <span className="sep" aria-hidden="true"> · </span>
+      <span className="thought" dangerouslySetInnerHTML={{ __html: html }} />
     </div>
   );
 }
@@ -65,11 +76,12 @@ function Tool({ item }: { item: ToolItem }): ReactNode {
   );
 }
 
-function runText(item: RunItem): string {
+function runText(item: RunItem, live: boolean): string {
   switch (item.status) {
     case "queued":
       return item.queuePosition ? `Queued (position ${item.queuePosition})` : (item.progress ?? "Queued");
     case "running":
+      if (!live) return "Paused here: the run goes on on the server; waiting for the connection…";
       return item.progress ?? `${item.agentName ?? "agent"} is working…`;
     case "completed":
       return item.durationMs !== null ? `Done in ${item.durationMs} ms.` : "Done.";
@@ -79,19 +91,24 @@ function runText(item: RunItem): string {
     case "failed": {
       const e = item.error;
       if (!e) return "The run failed.";
-      return `Error (${e.code}): ${e.message}${e.retryable ? " — you can retry." : ""}`;
+      return `Error (${e.code}): ${e.message}${e.retryable ? " — this may work if you retry." : ""}`;
     }
   }
 }
 
-function Run({ item }: { item: RunItem }): ReactNode {
+function Run({ item, live, queuedStops, onRetryRun }: { item: RunItem } & Actions): ReactNode {
   const failed = item.status === "failed" || item.status === "timed_out";
+  const stopQueued = !isTerminal(item.status) && queuedStops.includes(item.runId);
   return (
     <div className={`note run ${failed ? "error" : ""}`} data-testid="run-status" data-status={item.status}
          role={failed ? "alert" : undefined}>
       {item.status === "queued" && item.queuePosition !== null
-        ? <span data-testid="queue-position">{runText(item)}</span>
-        : runText(item)}
+        ? <span data-testid="queue-position">{runText(item, live)}</span>
+        : runText(item, live)}
+      {stopQueued && <span className="tag" data-testid="stop-queued"> Stop requested: sent when the connection is back.</span>}
+      {failed && item.error?.retryable && (
+        <button type="button" className="inline" data-testid="retry-run" onClick={() => onRetryRun(item.runId)}>Retry</button>
+      )}
     </div>
   );
 }
@@ -101,7 +118,7 @@ function Item({ item, ...actions }: { item: TimelineItem } & Actions): ReactNode
     case "message": return <Message item={item} {...actions} />;
     case "thinking": return <Thinking item={item} />;
     case "tool": return <Tool item={item} />;
-    case "run": return <Run item={item} />;
+    case "run": return <Run item={item} {...actions} />;
   }
 }
 
@@ -121,23 +138,78 @@ function displayOrder(items: readonly TimelineItem[]): TimelineItem[] {
   return out;
 }
 
-/** The thread as it happens; follows the bottom unless the reader scrolled up. */
-export function Timeline({ items, empty, ...actions }: {
-  items: readonly TimelineItem[]; empty: ReactNode;
+/** What a screen reader hears when a run ends. The log is `aria-busy` while an answer streams,
+ *  so its text is read once, whole, when the run ends, not token by token. */
+function announcement(run: RunItem): string {
+  if (run.status === "completed") return `${run.agentName ?? "The assistant"} finished answering.`;
+  if (run.status === "cancelled") return "The answer was stopped.";
+  return `The run failed: ${run.error?.message ?? run.status}.`;
+}
+
+/**
+ * The thread as it happens (`role=log`, `aria-busy` while a run streams, each finished answer
+ * announced once). Follows the bottom unless the reader scrolled up; then new content shows a
+ * "Jump to latest" button instead of moving the page. `followKey` changing (the user sent a
+ * message) goes back to the bottom.
+ */
+export function Timeline({ items, empty, followKey, busy, ...actions }: {
+  items: readonly TimelineItem[]; empty: ReactNode; followKey: number; busy: boolean;
 } & Actions): ReactNode {
   const ref = useRef<HTMLElement>(null);
   const stick = useRef(true);
-  useEffect(() => {
+  const [away, setAway] = useState(false);
+  const [unseen, setUnseen] = useState(false);
+  const [said, setSaid] = useState("");
+  const ended = useRef<Set<string> | null>(null);
+  const toBottom = (): void => {
     const el = ref.current;
-    if (el && stick.current) el.scrollTop = el.scrollHeight;
-  });
+    if (!el) return;
+    el.scrollTop = el.scrollHeight;
+    stick.current = true;
+    setAway(false);
+    setUnseen(false);
+  };
+  useLayoutEffect(() => {
+    if (stick.current) {
+      const el = ref.current;
+      if (el) el.scrollTop = el.scrollHeight;
+    } else {
+      setUnseen(true);
+    }
+  }, [items]);
+  useLayoutEffect(() => { toBottom(); }, [followKey]);
+  useEffect(() => {
+    const runs = items.filter((i): i is RunItem => i.kind === "run" && isTerminal(i.status));
+    if (ended.current === null) { // what was over before this view opened is not news
+      ended.current = new Set(runs.map((r) => r.runId));
+      return;
+    }
+    const fresh = runs.filter((r) => !ended.current?.has(r.runId));
+    for (const r of fresh) ended.current.add(r.runId);
+    const last = fresh.at(-1);
+    if (last) setSaid(announcement(last));
+  }, [items]);
+  const shown = items.length === 0 ? empty
+    : displayOrder(items).map((item) => <Item key={`${item.kind}:${item.id}`} item={item} {...actions} />);
   return (
-    <section className="timeline" data-testid="timeline" ref={ref} aria-live="polite"
-             onScroll={(e) => {
-               const el = e.currentTarget;
-               stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
-             }}>
-      {items.length === 0 ? empty : displayOrder(items).map((item) => <Item key={`${item.kind}:${item.id}`} item={item} {...actions} />)}
-    </section>
+    <div className="timeline-wrap">
+      <section className="timeline" data-testid="timeline" ref={ref} role="log" aria-label="Conversation"
+               aria-busy={busy}
+               onScroll={(e) => {
+                 const el = e.currentTarget;
+                 const atEnd = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+                 stick.current = atEnd;
+                 setAway(!atEnd);
+                 if (atEnd) setUnseen(false);
+               }}>
+        {shown}
+      </section>
+      {away && (
+        <button type="button" className={`jump ${unseen ? "unseen" : ""}`} data-testid="jump-latest" onClick={toBottom}>
+          ↓ {unseen ? "New messages" : "Jump to latest"}
+        </button>
+      )}
+      <div className="sr-only" role="status" aria-live="polite" data-testid="announce">{said}</div>
+    </div>
   );
 }

@@ -1,0 +1,379 @@
+"""The chat page's everyday paths in real headless Chromium, at desktop (1280×800) and phone
+(390×844) sizes: scrolling, links in new tabs, offline / server down / signed out, stop,
+retry, the composer on a touch screen, /docs without internet, accessibility (axe-core)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ServerHandle, missing_service
+from .test_web import ask, browser, open_chat  # noqa: F401  (browser: a fixture)
+
+pytestmark = pytest.mark.browser
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+AXE = Path(__file__).parent.parent / "clients/js/node_modules/axe-core/axe.min.js"
+
+
+def _context(chromium: Any, **options: Any) -> Any:
+    context = chromium.new_context(**options)
+    context.on("page", lambda p: (
+        p.on("console", lambda m: print(f"console.{m.type}: {m.text}")),
+        p.on("pageerror", lambda e: print(f"pageerror: {e}")),
+    ))
+    return context
+
+
+@pytest.fixture
+def desk(browser: Any) -> Iterator[Any]:  # noqa: F811
+    context = _context(browser, viewport=DESKTOP)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def phone(browser: Any) -> Iterator[Any]:  # noqa: F811
+    context = _context(browser, viewport=PHONE, is_mobile=True, has_touch=True,
+                       device_scale_factor=3)
+    yield context.new_page()
+    context.close()
+
+
+def answers(page: Any) -> Any:
+    return page.locator('[data-testid="message"][data-role="assistant"]')
+
+
+def slow_run(page: Any, server_factory: Any, question: str = "what time is it in Tokyo?",
+             **settings: Any) -> ServerHandle:
+    """A server pacing the demo model's output, the page open, `question` answering."""
+    from playwright.sync_api import expect
+
+    server: ServerHandle = server_factory(builtin_delta_delay=0.3, **settings)
+    open_chat(page, server)
+    ask(page, question)
+    expect(page.get_by_test_id("tool-call").first).to_be_visible()
+    expect(answers(page).last).to_have_attribute("data-state", "streaming")
+    return server
+
+
+# ---- 1. jump to latest --------------------------------------------------------------------
+
+def test_sending_while_scrolled_up_shows_the_new_message_and_jump_to_latest(
+    desk: Any, server: ServerHandle,
+) -> None:
+    from playwright.sync_api import expect
+
+    open_chat(desk, server)
+    for n in range(4):  # the demo's help text is long: the timeline overflows
+        ask(desk, f"hello {n}")
+        expect(answers(desk)).to_have_count(n + 1)
+        expect(desk.get_by_test_id("run-status").last).to_have_attribute("data-status", "completed")
+    timeline = desk.get_by_test_id("timeline")
+    expect(answers(desk).last).to_be_in_viewport()
+    timeline.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+    jump = desk.get_by_test_id("jump-latest")
+    expect(jump).to_be_visible()
+    expect(answers(desk).last).not_to_be_in_viewport()
+    jump.click()
+    expect(answers(desk).last).to_be_in_viewport()
+    expect(jump).to_have_count(0)
+    # Scrolled up again, a new question brings the view down to it and its answer.
+    timeline.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+    expect(jump).to_be_visible()
+    ask(desk, "what is 2+2?")
+    expect(desk.locator('[data-role="user"]').last).to_be_in_viewport()
+    expect(answers(desk).last).to_contain_text("4")
+    expect(answers(desk).last).to_be_in_viewport()
+
+
+# ---- 2. a thread link in a new tab -----------------------------------------------------
+
+def test_a_thread_link_opened_in_a_new_tab_is_signed_in_and_shows_the_thread(
+    desk: Any, server: ServerHandle,
+) -> None:
+    from playwright.sync_api import expect
+
+    open_chat(desk, server)
+    ask(desk, "what is 6*7?")
+    expect(answers(desk).last).to_contain_text("42")
+    link = desk.url
+    assert "#thread=" in link and "token" not in link
+    tab = desk.context.new_page()  # what a middle-click or a pasted link opens
+    tab.goto(link)
+    expect(tab.get_by_test_id("connection-status")).to_have_attribute("data-state", "open")
+    expect(answers(tab).last).to_contain_text("42")
+    expect(tab.get_by_test_id("token-state")).to_have_count(0)
+
+
+# ---- 3. offline / server unreachable, on a phone -----------------------------------------
+
+def test_on_a_phone_offline_mid_answer_pauses_it_and_the_banner_offers_retry_now(
+    phone: Any, server_factory: Any,
+) -> None:
+    from playwright.sync_api import expect
+
+    slow_run(phone, server_factory)
+    phone.context.set_offline(True)
+    banner = phone.get_by_test_id("conn-banner")
+    expect(banner).to_have_attribute("data-kind", "offline")
+    expect(banner).to_be_in_viewport()  # in the main pane, not behind the ☰ menu
+    expect(answers(phone).last).to_have_attribute("data-state", "paused")
+    expect(phone.get_by_test_id("run-status").last).to_contain_text("waiting for the connection")
+    phone.get_by_test_id("banner-retry").click()  # still offline: says so again
+    expect(banner).to_have_attribute("data-kind", "offline")
+    phone.context.set_offline(False)
+    expect(banner).to_have_count(0, timeout=30_000)
+    expect(answers(phone).last).to_contain_text("Tokyo", timeout=30_000)
+    expect(phone.get_by_test_id("run-status").last).to_have_attribute("data-status", "completed",
+                                                                       timeout=30_000)
+
+
+def test_server_down_is_told_apart_from_offline_and_retry_now_reconnects(
+    desk: Any, server: ServerHandle,
+) -> None:
+    from playwright.sync_api import expect
+
+    open_chat(desk, server)
+    server.stop()
+    banner = desk.get_by_test_id("conn-banner")
+    expect(banner).to_have_attribute("data-kind", "unreachable", timeout=15_000)
+    expect(banner).to_contain_text("server can't be reached")
+    restarted = ServerHandle(server.settings, port=server.port).start()
+    try:
+        desk.get_by_test_id("banner-retry").click()  # at once, not after the backoff
+        expect(desk.get_by_test_id("connection-status")).to_have_attribute(
+            "data-state", "open", timeout=5_000)
+        expect(banner).to_have_count(0)
+    finally:
+        restarted.stop()
+
+
+# ---- 4, 5. stop ------------------------------------------------------------------------------
+
+def test_stop_pressed_offline_is_queued_and_sent_when_back(
+    desk: Any, server_factory: Any,
+) -> None:
+    from playwright.sync_api import expect
+
+    slow_run(desk, server_factory)
+    desk.context.set_offline(True)
+    expect(desk.get_by_test_id("conn-banner")).to_have_attribute("data-kind", "offline")
+    desk.get_by_test_id("stop-button").click()
+    expect(desk.get_by_test_id("stop-queued")).to_be_visible()
+    desk.context.set_offline(False)
+    run = desk.get_by_test_id("run-status").last
+    expect(run).to_have_attribute("data-status", "cancelled", timeout=30_000)
+    expect(desk.get_by_test_id("announce")).to_have_text("The answer was stopped.")
+
+
+def test_stop_cancels_the_current_run_not_the_follow_up_queued_behind_it(
+    desk: Any, server_factory: Any,
+) -> None:
+    from playwright.sync_api import expect
+
+    slow_run(desk, server_factory)
+    expect(desk.get_by_test_id("timeline")).to_have_attribute("aria-busy", "true")
+    ask(desk, "what is 2+3?")  # queued behind the running one (multitask: enqueue)
+    expect(desk.get_by_test_id("run-status")).to_have_count(2)
+    desk.get_by_test_id("stop-button").click()
+    runs = desk.get_by_test_id("run-status")
+    expect(runs.first).to_have_attribute("data-status", "cancelled")
+    expect(answers(desk).last).to_contain_text("5", timeout=30_000)
+    expect(runs.last).to_have_attribute("data-status", "completed", timeout=30_000)
+    expect(desk.get_by_test_id("timeline")).to_have_attribute("aria-busy", "false")
+
+
+# ---- 6. retry a retryable failure ------------------------------------------------------------
+
+def test_a_run_failed_with_a_retryable_error_has_a_retry_button(
+    desk: Any, server_factory: Any,
+) -> None:
+    from playwright.sync_api import expect
+
+    server = slow_run(desk, server_factory, shutdown_grace=0.2)
+    server_factory(replacing=server)  # the run ends "internal … shut down", retryable
+    run = desk.get_by_test_id("run-status").first
+    expect(run).to_have_attribute("data-status", "failed", timeout=30_000)
+    run.get_by_test_id("retry-run").click()
+    expect(desk.locator('[data-role="user"]')).to_have_count(2)
+    expect(desk.locator('[data-role="user"] .body').last).to_have_text(
+        "what time is it in Tokyo?")
+    last = desk.get_by_test_id("run-status").last
+    expect(last).to_have_attribute("data-status", "completed", timeout=30_000)
+    expect(answers(desk).last).to_contain_text("Tokyo")
+    expect(desk.get_by_test_id("run-status").first).to_have_attribute("data-status", "failed")
+
+
+# ---- 7. a token expiring while the page is open ----------------------------------------------
+
+def test_a_token_expiring_while_open_signs_out_with_a_banner_and_sign_in_again(
+    desk: Any, server: ServerHandle,
+) -> None:
+    from playwright.sync_api import expect
+
+    desk.goto(f"{server.base_url}/#token={server.token('alice', ttl=3)}")
+    expect(desk.get_by_test_id("connection-status")).to_have_attribute("data-state", "open")
+    banner = desk.get_by_test_id("conn-banner")
+    expect(banner).to_have_attribute("data-kind", "signed-out", timeout=10_000)
+    expect(desk.get_by_test_id("composer-input")).to_be_disabled()
+    expect(desk.get_by_text("could not load")).to_have_count(0)
+    desk.get_by_test_id("banner-token-input").fill(
+        f"{server.base_url}/#token={server.token('alice')}")
+    desk.get_by_test_id("banner-token-input").press("Enter")
+    expect(desk.get_by_test_id("connection-status")).to_have_attribute("data-state", "open")
+    expect(banner).to_have_count(0)
+    ask(desk, "what is 2+2?")
+    expect(answers(desk).last).to_contain_text("4")
+
+
+# ---- 8. the composer on a phone ------------------------------------------------------------
+
+FITS = """el => {
+  const s = getComputedStyle(el);
+  const ctx = document.createElement("canvas").getContext("2d");
+  ctx.font = `${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+  const room = el.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+  return [ctx.measureText(el.placeholder).width, room];
+}"""
+
+
+def test_on_a_phone_the_composer_placeholder_fits_and_there_is_no_keyboard_hint(
+    phone: Any, desk: Any, server: ServerHandle,
+) -> None:
+    from playwright.sync_api import expect
+
+    open_chat(phone, server)
+    box = phone.get_by_test_id("composer-input")
+    needed, room = box.evaluate(FITS)
+    assert 0 < needed <= room, (needed, room)
+    expect(phone.get_by_test_id("composer-hint")).to_be_hidden()
+    open_chat(desk, server)
+    expect(desk.get_by_test_id("composer-hint")).to_be_visible()
+    expect(desk.get_by_test_id("composer-hint")).to_contain_text("Shift+Enter")
+
+
+# ---- 9. the demo model's help and parsing --------------------------------------------------
+
+def test_the_demo_help_renders_as_markdown_and_trailing_words_dont_reach_the_calculator(
+    desk: Any, server: ServerHandle,
+) -> None:
+    from playwright.sync_api import expect
+
+    open_chat(desk, server)
+    ask(desk, "hello")
+    help_text = answers(desk).last
+    expect(help_text.locator("code", has_text="what is 12*(3+4)?")).to_have_count(1)
+    assert "*" not in help_text.inner_text().replace("12*(3+4)", "")
+    ask(desk, "what is 6*7 (sent offline)")
+    expect(answers(desk).last).to_contain_text("= 42")
+    expect(desk.get_by_test_id("tool-call").last).to_have_attribute("data-outcome", "ok")
+
+
+# ---- 10. a tab over the connection limit -------------------------------------------------
+
+def test_a_fourth_tab_is_told_why_and_its_composer_is_disabled(
+    browser: Any, server: ServerHandle,  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    context = _context(browser, viewport=DESKTOP)
+    try:
+        tabs = [context.new_page() for _ in range(4)]
+        for tab in tabs[:3]:
+            tab.bring_to_front()
+            open_chat(tab, server)
+        fourth = tabs[3]
+        fourth.bring_to_front()
+        fourth.goto(f"{server.base_url}/")
+        expect(fourth.get_by_test_id("conn-banner")).to_have_attribute("data-kind", "too-many-tabs")
+        expect(fourth.get_by_test_id("composer-input")).to_be_disabled()
+        expect(fourth.get_by_test_id("send-button")).to_be_disabled()
+        tabs[0].close()  # one closed: Reconnect works
+        fourth.get_by_test_id("banner-retry").click()
+        expect(fourth.get_by_test_id("connection-status")).to_have_attribute("data-state", "open")
+        expect(fourth.get_by_test_id("composer-input")).to_be_enabled()
+    finally:
+        context.close()
+
+
+# ---- 11. /docs without internet ------------------------------------------------------------
+
+def test_the_api_docs_work_without_internet(desk: Any, server: ServerHandle) -> None:
+    from playwright.sync_api import expect
+
+    foreign: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(server.base_url):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    desk.route("**/*", only_local)
+    desk.goto(server.base_url + "/docs")
+    expect(desk.locator(".swagger-ui .info .title")).to_contain_text("runwire")
+    expect(desk.locator(".opblock-summary-path", has_text="/api/threads").first).to_be_visible()
+    assert foreign == []
+
+
+# ---- 12. accessibility -----------------------------------------------------------------------
+
+AXE_RUN = """async () => {
+  const r = await axe.run(document, { resultTypes: ["violations"] });
+  return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}"""
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_axe_finds_no_serious_or_critical_violations(
+    browser: Any, server: ServerHandle, viewport: dict[str, int],  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    if not AXE.exists():
+        missing_service("clients/js/node_modules/axe-core is not installed (make js-test)")
+    context = _context(browser, viewport=viewport, bypass_csp=True)  # to inject axe
+    try:
+        p = context.new_page()
+        open_chat(p, server)
+        ask(p, "what is 12*(3+4)?")
+        expect(answers(p).last).to_contain_text("84")
+        expect(p.get_by_test_id("run-status").last).to_have_attribute("data-status", "completed")
+        p.get_by_test_id("tool-call").first.locator("summary").click()
+        timeline = p.get_by_test_id("timeline")
+        expect(timeline).to_have_attribute("role", "log")
+        expect(timeline).to_have_attribute("aria-busy", "false")
+        expect(p.get_by_test_id("announce")).to_contain_text("finished answering")
+        p.add_script_tag(path=str(AXE))
+        assert p.evaluate(AXE_RUN) == []
+        p.context.set_offline(True)  # the banner too
+        expect(p.get_by_test_id("conn-banner")).to_be_visible()
+        assert p.evaluate(AXE_RUN) == []
+        p.context.set_offline(False)
+    finally:
+        context.close()
+
+
+# ---- 13. the thinking line, thread dates -----------------------------------------------------
+
+def test_the_thinking_line_renders_code_and_threads_show_when(
+    desk: Any, server: ServerHandle,
+) -> None:
+    from playwright.sync_api import expect
+
+    open_chat(desk, server)
+    ask(desk, "what is 2+2?")
+    expect(answers(desk).last).to_contain_text("4")
+    thinking = desk.get_by_test_id("thinking").first
+    expect(thinking.locator("code")).to_have_text("2+2")
+    assert "`" not in thinking.inner_text()
+    expect(thinking.locator(".sep")).to_have_count(1)
+    when = desk.get_by_test_id("thread-when").first
+    expect(when).to_have_attribute("datetime", __import__("re").compile(r"^\d{4}-\d\d-\d\dT"))
+    expect(when).not_to_be_empty()
