@@ -28,6 +28,7 @@ from runwire.agents.runtime import AgentRuntime
 from runwire.api.deps import ApiContext
 from runwire.api.errors import install_problem_handlers
 from runwire.api.routes import router as api_router
+from runwire.api.runs import router as runs_router
 from runwire.api.search import router as search_router
 from runwire.auth import TokenService
 from runwire.breaker import CircuitBreaker
@@ -77,6 +78,7 @@ class Services:
     metrics: Metrics
     tasks: Supervisor
     _drained: bool = False
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
     db_ok: bool = True
     presence: RedisPresence | None = None
     tracing: Tracing | None = None
@@ -206,12 +208,13 @@ class Services:
 
     async def drain(self) -> None:
         """Graceful shutdown, in order: stop accepting → let runs finish (grace) → end the
-        rest with stored terminal events → close sockets with 1001."""
+        rest with stored terminal events → end SSE streams, close sockets with 1001."""
         if self._drained:
             return
         self._drained = True
         self.gateway.stop_accepting()
         await self.runs.drain(self.settings.shutdown_grace)
+        self.closing.set()  # SSE streams end with the WebSockets
         await self.gateway.close_all(CloseCode.GOING_AWAY, "server shutting down")
 
     async def aclose(self) -> None:
@@ -232,7 +235,7 @@ class Services:
                           threads=self.threads, runs=self.runs, reader=self.reader,
                           search=MessageSearcher(self.db),
                           history_cache=self.history_cache, bus=self.bus,
-                          metrics=self.metrics)
+                          metrics=self.metrics, closing=self.closing)
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """`/readyz`: ready when the database answers; each component's state."""
@@ -284,6 +287,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(api_router)
     app.include_router(search_router)
+    app.include_router(runs_router)
 
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:

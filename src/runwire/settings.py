@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     send_timeout: PositiveFloat = 10.0
     ws_compression: bool = True  # permessage-deflate: ~38 KiB more per connection
     heartbeat_interval: PositiveFloat = 30.0
+    sse_keepalive: PositiveFloat = 15.0  # comment line on idle SSE streams (proxies)
     connection_timeout: PositiveFloat = 600.0
 
     rate_limit_messages: str = "30/minute"

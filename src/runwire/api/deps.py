@@ -8,6 +8,7 @@ tests can see exactly what a route may touch.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -40,6 +41,7 @@ class ApiContext:
     history_cache: HistoryCache
     bus: Bus
     metrics: Metrics
+    closing: asyncio.Event  # set when the node drains: SSE streams end
 
 
 def context(request: Request) -> ApiContext:
@@ -70,16 +72,15 @@ async def writer(api: Api, user: Annotated[Principal, Depends(principal)]) -> Pr
     return user
 
 
-async def sender(api: Api, user: Annotated[Principal, Depends(writer)]) -> Principal:
-    """The caller starting a run: also counted against `user_message`, exactly like a
-    ``user_message`` frame on the WebSocket (one limit, whichever door)."""
+async def count_message(api: ApiContext, user: Principal) -> None:
+    """Count a valid message against `user_message`, exactly like a ``user_message``
+    frame on the WebSocket (one limit, whichever door). Called once the body validated:
+    a refused body costs only `rest_write`, as a bad frame costs only `frame`."""
     decision = await api.limiter.hit(user.user_id, "user_message")
     if not decision.allowed:
         api.metrics.rate_limited.labels(api.settings.node_id, "user_message").inc()
         raise RateLimited(decision.retry_after_ms)
-    return user
 
 
 User = Annotated[Principal, Depends(principal)]
 Writer = Annotated[Principal, Depends(writer)]
-Sender = Annotated[Principal, Depends(sender)]
