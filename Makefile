@@ -10,7 +10,7 @@ WEB_BUNDLE := src/runwire/web/static/index.html
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint typecheck pytest tools migrate bench clean lock screenshot web js-test
+.PHONY: run test install lint typecheck pytest tools migrate bench clean lock screenshot web js-test agui-client
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ migrate: install
 
 ## Every check: lint, types, the JS packages' tests and bundle check, the whole test
 ## suite (real server, real browser).
-test: install tools js-test
+test: install tools js-test agui-client
 	$(VENV)/bin/ruff check src tests examples
 	$(VENV)/bin/mypy --strict src
 	$(VENV)/bin/pytest
@@ -67,6 +67,15 @@ js-test: $(JS_STAMP)
 	cd $(JS) && npm run --silent build:packages
 	cd $(JS) && npm test --silent
 	cd $(JS) && npm run --silent check-bundle
+
+## The official AG-UI client (npm @ag-ui/client, locked) that tests/test_agui.py drives.
+AGUI := tests/agui
+AGUI_STAMP := $(AGUI)/node_modules/.installed
+$(AGUI_STAMP): $(AGUI)/package-lock.json $(AGUI)/package.json
+	cd $(AGUI) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(AGUI_STAMP)
+
+agui-client: $(AGUI_STAMP)
 
 ## Debian tools the tests drive: chromium (browser tests), promtool (alert rules).
 ## Installed with apt-get when missing (needs root).

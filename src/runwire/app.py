@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 
 from runwire.agents.registry import AgentRegistry, default_registry, load_user_registry
 from runwire.agents.runtime import AgentRuntime
+from runwire.api.agui import router as agui_router
 from runwire.api.deps import ApiContext
 from runwire.api.errors import install_problem_handlers
 from runwire.api.routes import router as api_router
@@ -288,6 +289,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api_router)
     app.include_router(search_router)
     app.include_router(runs_router)
+    app.include_router(agui_router)
 
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:

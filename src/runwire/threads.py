@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runwire.bus.base import Bus
+from runwire.errors import NotFound
 from runwire.protocol.envelope import Envelope, encode
 from runwire.store import repo
 from runwire.store.cache import HistoryCache
@@ -90,6 +92,28 @@ class ThreadService:
             info = await self.create_in(session, user_id, title or DEFAULT_TITLE)
         await self.announce_created(user_id, info)
         return info
+
+    async def ensure(self, user_id: str, thread_id: str, *, title: str) -> bool:
+        """Make sure the user has a thread with this client-chosen id (AG-UI's
+        ``threadId``): create it when new (announced), True then.
+
+        Raises:
+            NotFound: the id is another user's thread.
+        """
+        async with self._db.read() as session:
+            owner = await repo.thread_owner(session, thread_id)
+        if owner == user_id:
+            return False
+        if owner is not None:
+            raise NotFound(f"thread {thread_id} not found")
+        try:
+            async with self._db.write() as session:
+                info = ThreadInfo.of(await repo.create_thread(
+                    session, user_id, repo.title_from(title), thread_id=thread_id))
+        except IntegrityError:  # created meanwhile (by this user, or another one)
+            return await self.ensure(user_id, thread_id, title=title)
+        await self.announce_created(user_id, info)
+        return True
 
     @staticmethod
     async def create_in(session: AsyncSession, user_id: str, title: str) -> ThreadInfo:

@@ -22,17 +22,20 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from runwire.api.deps import Api, ApiContext, User, Writer, count_message
 from runwire.api.routes import RunOut
-from runwire.api.sse import NodeEventSource, StreamOverflow, sse_event, thread_events
+from runwire.api.sse import (
+    SSE_MEDIA,
+    SSE_RESPONSE,
+    NodeEventSource,
+    StreamOverflow,
+    sse_event,
+    thread_events,
+)
 from runwire.protocol.codes import ACTIVE_RUN_STATUSES, TERMINAL_EVENTS
 from runwire.protocol.envelope import Envelope
 from runwire.protocol.frames import Content, Id, MessageSettings, SendMessage
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
-SSE_MEDIA = "text/event-stream"
-SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
-    "description": "Server-sent events: `id` the seq, `event` the type, `data` the envelope",
-    "content": {SSE_MEDIA: {"schema": {"type": "string"}}}}}
 
 
 class RunCreate(BaseModel):

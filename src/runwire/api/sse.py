@@ -35,6 +35,10 @@ from runwire.protocol.envelope import Envelope, encode
 from runwire.store.reader import ThreadReader
 
 PAGE = 1000
+SSE_MEDIA = "text/event-stream"
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
+    "description": "Server-sent events",
+    "content": {SSE_MEDIA: {"schema": {"type": "string"}}}}}
 T = TypeVar("T")
 
 

@@ -31,15 +31,23 @@ def title_from(content: str) -> str:
     return line if len(line) <= 60 else line[:57].rstrip() + "..."
 
 
-async def create_thread(session: AsyncSession, user_id: str, title: str) -> Thread:
+async def create_thread(session: AsyncSession, user_id: str, title: str, *,
+                        thread_id: str | None = None) -> Thread:
+    """A new thread; `thread_id` chosen by the client (AG-UI) or generated."""
     now = utc_now()
     thread = Thread(
-        id=new_id(), user_id=user_id, title=title[:MAX_TITLE] or "New chat", last_seq=0,
-        created_at=now, updated_at=now,
+        id=thread_id or new_id(), user_id=user_id, title=title[:MAX_TITLE] or "New chat",
+        last_seq=0, created_at=now, updated_at=now,
     )
     session.add(thread)
     await session.flush()
     return thread
+
+
+async def thread_owner(session: AsyncSession, thread_id: str) -> str | None:
+    """Whose thread `thread_id` is (None: no such thread). Never tell a client."""
+    owner: str | None = await session.scalar(select(Thread.user_id).where(Thread.id == thread_id))
+    return owner
 
 
 async def get_thread(session: AsyncSession, user_id: str, thread_id: str) -> Thread:

@@ -1,0 +1,34 @@
+// Drives runwire's POST /ag-ui with the official AG-UI client (@ag-ui/client's HttpAgent,
+// which verifies the event sequence and applies it to its message list).
+// usage: node run.mjs <url> <token> <threadId> <messageId> <text>
+// prints one JSON line: {ok, events: [types...], messages, result, error?}
+import { HttpAgent } from "@ag-ui/client";
+
+const [url, token, threadId, messageId, text] = process.argv.slice(2);
+const agent = new HttpAgent({
+  url,
+  headers: { Authorization: `Bearer ${token}` },
+  threadId,
+  initialMessages: [{ id: messageId, role: "user", content: text }],
+});
+const events = [];
+const out = { ok: false, events, messages: [], result: null, error: null, runError: null };
+try {
+  const result = await agent.runAgent(
+    { runId: `run-${messageId}` },
+    {
+      onEvent({ event }) {
+        events.push(event.type);
+      },
+      onRunErrorEvent({ event }) {
+        out.runError = { code: event.code ?? null, message: event.message };
+      },
+    },
+  );
+  out.ok = true;
+  out.result = result.result ?? null;
+  out.messages = agent.messages;
+} catch (error) {
+  out.error = String(error && error.message ? error.message : error);
+}
+console.log(JSON.stringify(out));
