@@ -1,8 +1,9 @@
-"""Running the app under uvicorn with runwire's heartbeat and drain semantics.
+"""Running the app under uvicorn with runwire's heartbeat, limits and drain semantics.
 
-- Heartbeat: uvicorn's sans-I/O WebSocket protocol pings every ``heartbeat_interval``;
-  a client that leaves pings unanswered for two intervals is closed with **4000**
-  (uvicorn would say 1011). It runs in the protocol, independent of agent work.
+- Sockets (:mod:`runwire.sockets`): the WebSocket protocol pings every
+  ``heartbeat_interval`` and closes unanswered clients with **4000**; the HTTP protocol
+  bounds the time to a complete request head (slowloris), keep-alive idleness and the
+  number of open sockets.
 - Drain: on SIGTERM/SIGINT, before uvicorn closes sockets (it would use 1012), runwire
   stops accepting, lets runs finish up to ``shutdown_grace``, stores terminal events for
   the rest and closes sockets with **1001**.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -20,29 +22,14 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.websockets import WebSocket
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from runwire.gateway.endpoint import Gateway
-from runwire.protocol.codes import CloseCode
 from runwire.settings import Settings
+from runwire.sockets import GuardedH11Protocol, HeartbeatProtocol, HttpLimits, RunwireConfig
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class HeartbeatProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, closing with 4000 on a heartbeat timeout."""
-
-    def keepalive_timeout(self) -> None:
-        self.pong_timer = None
-        self.pending_ping_payload = None
-        if self.close_sent or self.transport.is_closing():
-            return
-        self.conn.fail(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        self.close_sent = True
-        self.transport.close()
 
 
 class WebSocketFastPath:
@@ -90,10 +77,15 @@ class RunwireServer(uvicorn.Server):
 
 def server_config(app: FastAPI, settings: Settings, *, host: str, port: int,
                   **extra: Any) -> uvicorn.Config:
-    return uvicorn.Config(
+    limits = HttpLimits(header_timeout=settings.http_header_timeout,
+                        keepalive_timeout=settings.http_keepalive_timeout,
+                        max_open=settings.max_open_connections)
+    return RunwireConfig(
         WebSocketFastPath(app),
+        limits=limits,
         host=host,
         port=port,
+        http=GuardedH11Protocol,
         ws=HeartbeatProtocol,
         ws_ping_interval=settings.heartbeat_interval,
         ws_ping_timeout=2 * settings.heartbeat_interval,
@@ -102,5 +94,7 @@ def server_config(app: FastAPI, settings: Settings, *, host: str, port: int,
         lifespan="on",
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 10,
+        timeout_keep_alive=max(1, math.ceil(settings.http_keepalive_timeout)),  # re-armed exactly
+        backlog=settings.http_backlog,
         **extra,
     )

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     sse_keepalive: PositiveFloat = 15.0  # comment line on idle SSE streams (proxies)
     connection_timeout: PositiveFloat = 600.0
 
+    # Edges (docs/security.md): slowloris, socket count, request bodies.
+    http_header_timeout: PositiveFloat = 10.0
+    http_keepalive_timeout: PositiveFloat = 5.0
+    max_open_connections: int = Field(default=10_000, ge=1)
+    http_backlog: int = Field(default=2048, ge=1)
+    max_request_body: int = Field(default=1_048_576, ge=1024)
+
     rate_limit_messages: str = "30/minute"
     rate_limit_frames: str = "1000/minute"
     rate_limit_abuse_close: int = Field(default=20, ge=1)

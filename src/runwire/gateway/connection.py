@@ -31,7 +31,7 @@ from typing import Any
 
 from runwire.gateway.delivery import Cursor, Verdict, plan_resume
 from runwire.protocol.codes import CloseCode, ErrorCode
-from runwire.protocol.envelope import Envelope, encode
+from runwire.protocol.envelope import Envelope, encode, utf8_safe
 from runwire.tasks import Supervisor
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,13 @@ class Connection:
             log.info("connection writer stopped: %s", type(exc).__name__)
             if self.close_code is None:
                 self.close_code = CloseCode.SLOW_CONSUMER if isinstance(exc, TimeoutError) else 1006
+        except Exception:  # a bug: say so, and close properly instead of dropping the socket
+            log.exception("connection writer failed; closing with 1011")
+            if self.close_code is None:
+                self.close_code = CloseCode.INTERNAL_ERROR
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.send_timeout):
+                    await self.close(self.close_code, "internal error")
 
     async def _drain(self) -> None:
         while self._priority or (self._ordered and self.close_code is None):
@@ -232,7 +239,13 @@ class Connection:
 
     async def _send(self, frame: str) -> None:
         started = self._sending_since = asyncio.get_running_loop().time()
-        await self.send(frame)
+        try:
+            await self.send(frame)
+        except UnicodeEncodeError:
+            # Frames come from `encode`, which guarantees UTF-8; one that does not is a bug
+            # upstream. Send it repaired rather than lose the connection over it.
+            log.error("frame is not valid UTF-8 (a bug); sent with U+FFFD", exc_info=True)
+            await self.send(utf8_safe(frame))
         self._sending_since = None
         self.stats.frames_out += 1
         self.last_activity = started

@@ -8,11 +8,29 @@ into ``chunk`` frames by :func:`split_chunks`.
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+# A surrogate code point has no UTF-8 encoding; in text about to be sent it is replaced
+# by U+FFFD, as a UTF-8 decoder does with bytes it cannot read.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_safe(text: str) -> str:
+    """`text` with every surrogate code point replaced by U+FFFD (unchanged when it has
+    none): the result always encodes as UTF-8."""
+    if text.isascii():  # O(1) in CPython: the common case costs nothing
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def utc_now() -> datetime:
@@ -33,7 +51,12 @@ def encode(
     seq: int | None = None,
     timestamp: datetime | None = None,
 ) -> str:
-    """Serialise one server frame to compact JSON text."""
+    """Serialise one server frame to compact JSON text.
+
+    The text is always RFC 8259 JSON that encodes as UTF-8: lone surrogates in `payload`
+    (from a model, a tool...) become U+FFFD and non-finite floats ``null``, so it can be
+    stored, published, sent and parsed by any client.
+    """
     frame: dict[str, Any] = {"type": type, "payload": payload}
     if thread_id is not None:
         frame["thread_id"] = thread_id
@@ -42,7 +65,24 @@ def encode(
     if seq is not None:
         frame["seq"] = seq
     frame["timestamp"] = iso(timestamp or utc_now())
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=str,
+                          allow_nan=False)
+    except ValueError:  # NaN/Infinity (a tool's result...): not JSON; JSON.parse refuses them
+        text = json.dumps(_finite(frame), separators=(",", ":"), ensure_ascii=False,
+                          default=str, allow_nan=False)
+    return utf8_safe(text)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float replaced by ``None`` (JSON ``null``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def split_chunks(text: str, chunk_size: int) -> list[str]:

@@ -7,6 +7,7 @@ that the gateway sends back as an ``error`` frame; it never raises on bad input.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,13 @@ from runwire.protocol.codes import ErrorCode, MultitaskStrategy
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Content = Annotated[str, StringConstraints(min_length=1, max_length=1_000_000)]
+MAX_SEQ = 2**63 - 1  # seqs are 64-bit signed integers in the store
+
+# A UTF-16 surrogate code point, raw or as a JSON escape (``\ud800``..``\udfff``). JSON
+# decodes an escaped *pair* to one astral character; a lone one stays a surrogate, which
+# has no UTF-8 encoding: echoing or storing it would fail far from here.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class _Payload(BaseModel):
@@ -53,7 +61,7 @@ class StopAgentPayload(_Payload):
 
 class ResumePayload(_Payload):
     thread_id: Id
-    after_seq: int = Field(ge=0)
+    after_seq: int = Field(ge=0, le=MAX_SEQ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,18 +146,49 @@ class _Invalid(Exception):
     pass
 
 
+def _no_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON (RFC 8259), and PostgreSQL's json refuses them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in `value` (keys too) holds a surrogate code point.
+
+    Iterative: the depth is whatever :func:`json.loads` accepted.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_client_frame(text: str) -> ClientFrame | FrameError:
     """Parse one inbound text frame.
 
     Returns a typed command, or a :class:`FrameError` (`invalid_json`, `unknown_type`,
-    `validation_error`) naming what is wrong; never raises for bad input.
+    `validation_error`) naming what is wrong; never raises for bad input. Every string of
+    a returned command (and of a FrameError's `request_id`) can be encoded as UTF-8.
     """
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         return FrameError("invalid_json", "frame is not valid JSON")
     if not isinstance(raw, dict):
         return FrameError("invalid_json", "frame must be a JSON object")
+    if (_SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text)) and _has_lone_surrogate(raw):
+        rid = raw.get("request_id")
+        if not isinstance(rid, str) or len(rid) > 128 or _SURROGATE.search(rid):
+            rid = None  # never echo the bad string
+        return FrameError("validation_error", "frame holds a lone UTF-16 surrogate "
+                          "(\\ud800-\\udfff): not valid Unicode", rid)
     request_id = raw.get("request_id")
     if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 128):
         return FrameError("validation_error", "request_id: must be a string of at most 128 chars")
