@@ -28,6 +28,7 @@ from runwire.agents.runtime import AgentRuntime
 from runwire.api.agui import router as agui_router
 from runwire.api.deps import ApiContext
 from runwire.api.errors import install_problem_handlers
+from runwire.api.guard import EdgeGuard
 from runwire.api.routes import router as api_router
 from runwire.api.runs import router as runs_router
 from runwire.api.search import router as search_router
@@ -286,6 +287,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="runwire", version="0.1.0", lifespan=lifespan,
                   summary="A real-time gateway for AI agents", docs_url=None, redoc_url=None)
     install_problem_handlers(app)
+    app.add_middleware(EdgeGuard, verify=lambda token: services_of(app).tokens.verify(token),
+                       max_body=settings.max_request_body)
     app.include_router(api_router)
     app.include_router(search_router)
     app.include_router(runs_router)
@@ -315,8 +318,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def metrics(request: Request) -> Response:
         services = services_of(request.app)
         token = settings.metrics_token
+        # Bytes, not text: compare_digest refuses non-ASCII str (a 500 for anyone who
+        # sends one); Starlette decodes headers as latin-1, so this is the wire's bytes.
         if token is not None and not hmac.compare_digest(
-                request.headers.get("authorization", ""), f"Bearer {token}"):
+                request.headers.get("authorization", "").encode("latin-1"),
+                f"Bearer {token}".encode()):
             return Response("metrics token required\n", status_code=401,
                             headers={"WWW-Authenticate": "Bearer"})
         return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

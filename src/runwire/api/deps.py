@@ -14,9 +14,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from runwire.api.guard import bearer_token, principal_of
 from runwire.auth import Principal, TokenService
 from runwire.bus.base import Bus
-from runwire.errors import AuthError, RateLimited
+from runwire.errors import RateLimited
 from runwire.metrics import Metrics
 from runwire.ratelimit import RateLimiter
 from runwire.runs.service import RunService
@@ -56,12 +57,12 @@ Api = Annotated[ApiContext, Depends(context)]
 
 
 async def principal(request: Request, api: Api) -> Principal:
-    """The caller, from ``Authorization: Bearer <jwt>``; 401 problem otherwise."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("missing bearer token")
-    return api.tokens.verify(token.strip())
+    """The caller, from ``Authorization: Bearer <jwt>``; 401 problem otherwise. The edge
+    guard verified it before the body was read (api/guard.py); verified here when not."""
+    found = principal_of(request.scope)
+    if found is not None:
+        return found
+    return api.tokens.verify(bearer_token(request.headers.get("authorization")))
 
 
 async def writer(api: Api, user: Annotated[Principal, Depends(principal)]) -> Principal:

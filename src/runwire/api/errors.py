@@ -21,6 +21,20 @@ def problem(status: int, title: str, detail: str, *, code: str, **extra: Any) ->
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """The request body passed ``max_request_body`` (413). An HTTPException so that
+    FastAPI's body parsing passes it on instead of calling it a parse error."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+def too_large(limit: int) -> JSONResponse:
+    return problem(413, "Payload too large", f"the request body is larger than {limit} bytes",
+                   code="payload_too_large", max_bytes=limit)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def auth(_: Request, exc: Exception) -> JSONResponse:
         return problem(401, "Unauthorized", str(exc), code="unauthorized")
@@ -54,7 +68,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(exc.status_code, str(exc.detail), str(exc.detail),
                        code=f"http_{exc.status_code}")
 
+    async def body_too_large(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, BodyTooLarge)
+        return too_large(exc.limit)
+
     app.add_exception_handler(AuthError, auth)
+    app.add_exception_handler(BodyTooLarge, body_too_large)
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(ThreadBusy, busy)
     app.add_exception_handler(StorageUnavailable, storage)

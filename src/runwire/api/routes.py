@@ -1,13 +1,14 @@
 """``/api`` routes: threads, messages, events, runs — all scoped to the token's user.
 
 Another user's id answers 404 exactly like a missing one. Lists take ``limit`` (default
-50, max 500) and an opaque ``cursor`` and answer ``{items, next_cursor}``.
+50, max 500) and an opaque ``cursor`` and answer ``{items, next_cursor}``. Every input is
+checked before it reaches the store (ids by pattern, numbers within 64 bits, cursors by
+shape, type and range: :mod:`runwire.api.params`): a bad one is a 422 problem, never a 500
+or a database error.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -16,7 +17,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from runwire.api.deps import Api, User, Writer
-from runwire.errors import NotFound, StorageUnavailable
+from runwire.api.params import RunId, Seq, ThreadId, encode_cursor, message_cursor, thread_cursor
+from runwire.errors import StorageUnavailable
 from runwire.store.models import Message, Run
 from runwire.threads import ThreadInfo
 
@@ -100,31 +102,14 @@ class EventsPage(BaseModel):
     first_retained_seq: int | None = Field(description="older events were pruned")
 
 
-def _encode_cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> Any:
-    try:
-        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
-        raise NotFound("invalid cursor") from None
-
-
 @router.get("/threads", response_model=Page[ThreadOut])
 async def list_threads(api: Api, user: User, limit: Limit = 50,
                        cursor: str | None = None) -> Page[ThreadOut]:
-    key: tuple[datetime, str] | None = None
-    if cursor:
-        raw = _decode_cursor(cursor)
-        try:
-            key = (datetime.fromisoformat(raw[0]), str(raw[1]))
-        except (TypeError, ValueError, IndexError):
-            raise NotFound("invalid cursor") from None
+    key = thread_cursor(cursor) if cursor else None
     rows = await api.threads.list(user.user_id, limit=limit + 1, cursor=key)
     more = len(rows) > limit
     rows = rows[:limit]
-    nxt = (_encode_cursor([rows[-1].updated_at.isoformat(), rows[-1].thread_id])
+    nxt = (encode_cursor([rows[-1].updated_at.isoformat(), rows[-1].thread_id])
            if more else None)
     return Page[ThreadOut](items=[ThreadOut.of(t) for t in rows], next_cursor=nxt)
 
@@ -135,37 +120,32 @@ async def create_thread(api: Api, user: Writer, body: ThreadCreate) -> ThreadOut
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadOut)
-async def get_thread(api: Api, user: User, thread_id: str) -> ThreadOut:
+async def get_thread(api: Api, user: User, thread_id: ThreadId) -> ThreadOut:
     return ThreadOut.of(await api.threads.get(user.user_id, thread_id))
 
 
 @router.patch("/threads/{thread_id}", response_model=ThreadOut)
-async def rename_thread(api: Api, user: Writer, thread_id: str,
+async def rename_thread(api: Api, user: Writer, thread_id: ThreadId,
                         body: ThreadRename) -> ThreadOut:
     return ThreadOut.of(await api.threads.rename(user.user_id, thread_id, body.title))
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
-async def delete_thread(api: Api, user: Writer, thread_id: str) -> Response:
+async def delete_thread(api: Api, user: Writer, thread_id: ThreadId) -> Response:
     """Cancels the thread's runs first, then deletes it with its messages and events."""
     await api.threads.delete(user.user_id, thread_id)
     return Response(status_code=204)
 
 
 @router.get("/threads/{thread_id}/messages", response_model=Page[MessageOut])
-async def list_messages(api: Api, response: Response, user: User, thread_id: str,
+async def list_messages(api: Api, response: Response, user: User, thread_id: ThreadId,
                         limit: Limit = 50, cursor: str | None = None) -> Page[MessageOut]:
     """Newest page first; each page is oldest-first; `next_cursor` pages to older ones.
 
     When the database is unavailable, the newest page is served from the history cache
     (Redis) if it holds it, with ``X-Runwire-Source: cache``.
     """
-    before = None
-    if cursor:
-        raw = _decode_cursor(cursor)
-        if not isinstance(raw, int):
-            raise NotFound("invalid cursor")
-        before = raw
+    before = message_cursor(cursor) if cursor else None
     try:
         rows = await api.reader.messages(user.user_id, thread_id, limit=limit + 1,
                                          before=before)
@@ -178,7 +158,7 @@ async def list_messages(api: Api, response: Response, user: User, thread_id: str
         return Page[MessageOut](items=items, next_cursor=None)
     more = len(rows) > limit
     rows = rows[-limit:]
-    nxt = _encode_cursor(rows[0].id) if more and rows else None
+    nxt = encode_cursor(rows[0].id) if more and rows else None
     page = Page[MessageOut](items=[MessageOut.of(m) for m in rows], next_cursor=nxt)
     if before is None:
         await api.history_cache.put(thread_id, user.user_id,
@@ -187,8 +167,8 @@ async def list_messages(api: Api, response: Response, user: User, thread_id: str
 
 
 @router.get("/threads/{thread_id}/events", response_model=EventsPage)
-async def list_events(api: Api, user: User, thread_id: str,
-                      after_seq: Annotated[int, Query(ge=0)] = 0,
+async def list_events(api: Api, user: User, thread_id: ThreadId,
+                      after_seq: Seq = 0,
                       limit: Limit = 500) -> EventsPage:
     """Stored events with seq > `after_seq`, in seq order (the replay log over REST)."""
     bounds = await api.reader.bounds(user.user_id, thread_id)
@@ -200,11 +180,11 @@ async def list_events(api: Api, user: User, thread_id: str,
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
-async def get_run(api: Api, user: User, run_id: str) -> RunOut:
+async def get_run(api: Api, user: User, run_id: RunId) -> RunOut:
     return RunOut.of(await api.reader.run(user.user_id, run_id))
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)
-async def cancel_run(api: Api, user: Writer, run_id: str) -> dict[str, Any]:
+async def cancel_run(api: Api, user: Writer, run_id: RunId) -> dict[str, Any]:
     cancelled = await api.runs.stop(user, run_id=run_id, thread_id=None)
     return {"run_id": run_id, "cancelling": bool(cancelled)}

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from runwire.api.deps import Api, ApiContext, User, Writer, count_message
+from runwire.api.params import RunId, Seq, ThreadId
+from runwire.api.params import last_event_id as parse_last_event_id
 from runwire.api.routes import RunOut
 from runwire.api.sse import (
     SSE_MEDIA,
@@ -125,15 +127,15 @@ async def start_run(api: Api, user: Writer, body: RunCreate,
 
 @router.get("/threads/{thread_id}/stream", responses=SSE_RESPONSE,
             response_class=EventSourceResponse)
-async def stream_thread(api: Api, user: User, thread_id: str,
-                        after_seq: Annotated[int | None, Query(ge=0)] = None,
+async def stream_thread(api: Api, user: User, thread_id: ThreadId,
+                        after_seq: Seq | None = None,
                         last_event_id: Annotated[str | None, Header()] = None) -> Response:
     """The thread's events as server-sent events: what is stored after ``Last-Event-ID``
     (or ``after_seq``; default: none, live only from the current end) and then live,
     without gaps or duplicates. A comment line every ``SSE_KEEPALIVE`` seconds."""
     after = after_seq
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        after = int(last_event_id.strip())  # the browser's reconnect wins
+    if (reconnect := parse_last_event_id(last_event_id)) is not None:
+        after = reconnect  # the browser's reconnect wins
     if after is None:
         after = (await api.reader.bounds(user.user_id, thread_id)).last
     else:
@@ -145,7 +147,7 @@ async def stream_thread(api: Api, user: User, thread_id: str,
 
 
 @router.get("/runs/{run_id}/wait", response_model=RunResult)
-async def wait_run(api: Api, user: User, run_id: str,
+async def wait_run(api: Api, user: User, run_id: RunId,
                    timeout: Annotated[float, Query(gt=0, le=600)] = 60.0) -> RunResult:
     """Block until the run ends (at most `timeout` seconds), then answer it with its final
     answer text and usage; on timeout, the run as it stands (status still active)."""

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from runwire.api.deps import Api, User
-from runwire.api.routes import Limit, Page, _decode_cursor, _encode_cursor
-from runwire.errors import NotFound
+from runwire.api.params import encode_cursor, int_cursor
+from runwire.api.routes import Limit, Page
 from runwire.store.search import MAX_QUERY
 
 router = APIRouter(prefix="/api", tags=["search"])
@@ -31,16 +31,11 @@ async def search(api: Api, user: User,
                  limit: Limit = 20, cursor: str | None = None) -> Page[SearchItem]:
     """The caller's messages (user and assistant) matching the words of `q`, best match
     first. Another user's messages never match. `next_cursor` pages on."""
-    offset = 0
-    if cursor:
-        raw = _decode_cursor(cursor)
-        if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= 100_000:
-            raise NotFound("invalid cursor")
-        offset = raw
+    offset = int_cursor(cursor, high=100_000) if cursor else 0
     hits = await api.search.search(user.user_id, q, limit=limit + 1, offset=offset)
     more = len(hits) > limit
     items = [SearchItem(thread_id=h.thread_id, thread_title=h.thread_title,
                         message_id=h.message_id, role=h.role, snippet=h.snippet,
                         created_at=h.created_at) for h in hits[:limit]]
     return Page[SearchItem](items=items,
-                            next_cursor=_encode_cursor(offset + limit) if more else None)
+                            next_cursor=encode_cursor(offset + limit) if more else None)

@@ -2,8 +2,11 @@
 
 Every unit of work is one short transaction opened with :meth:`Database.write` or
 :meth:`Database.read`; it never spans an await on a model or a tool. Failures of the
-database (connection refused, timeouts, pool exhausted) surface as
-:class:`~runwire.errors.StorageUnavailable`; constraint violations stay
+database (connection refused or lost, timeouts, pool exhausted, server shutting down or out
+of resources: :func:`classify_failure`) count toward the database breaker and surface as
+:class:`~runwire.errors.StorageUnavailable`. Anything else (a bad statement, data the
+database refuses, a Python error) is a bug: raised as it is and never counted, so one
+user's crafted input cannot open the breaker for everyone. Constraint violations stay
 :class:`sqlalchemy.exc.IntegrityError` so callers can treat them as "already there".
 """
 
@@ -14,10 +17,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -33,6 +44,40 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x72756E77  # "runw": pg advisory lock so N nodes migrate once
+
+
+# SQLSTATE classes of a database that is unreachable or unwell rather than of a bad
+# statement: 08 connection exception, 53 insufficient resources, 57 operator intervention
+# (shutdown, statement timeout), 58 system error. Class 40 (serialization failure,
+# deadlock) is worth a retry but says nothing about the database's health.
+_DOWN_SQLSTATES = ("08", "53", "57", "58")
+_TRANSIENT_SQLSTATES = ("40",)
+_DOWN = (TimeoutError, OSError, PoolTimeout, OperationalError, InterfaceError,
+         DisconnectionError)
+
+Failure = Literal["down", "transient", "bug"]
+
+
+def classify_failure(exc: BaseException) -> Failure:
+    """What an exception raised in a unit of work means.
+
+    ``down``: the database cannot serve (connection refused or lost, timeout, pool
+    exhausted, shutting down): counted by the breaker, raised as StorageUnavailable.
+    ``transient``: a conflict worth retrying (deadlock): StorageUnavailable, not counted.
+    ``bug``: anything else (a bad statement, data the database refuses, a Python error):
+    raised as it is, never counted.
+    """
+    if isinstance(exc, _DOWN):
+        return "down"
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return "down"
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_DOWN_SQLSTATES):
+            return "down"
+        if isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES):
+            return "transient"
+    return "bug"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
@@ -90,8 +135,12 @@ class Database:
         except IntegrityError:
             self.breaker.success()  # the database answered
             raise
-        except (OperationalError, DBAPIError, OSError, TimeoutError, SQLAlchemyError) as exc:
-            self.breaker.failure()
+        except Exception as exc:
+            failure = classify_failure(exc)
+            if failure == "bug":
+                raise
+            if failure == "down":
+                self.breaker.failure()
             log.warning("database write failed: %s", type(exc).__name__)
             raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         self.breaker.success()
@@ -103,8 +152,12 @@ class Database:
         try:
             async with asyncio.timeout(self.timeout), self._sessions() as session:
                 yield session
-        except (OperationalError, DBAPIError, OSError, TimeoutError, SQLAlchemyError) as exc:
-            self.breaker.failure()
+        except Exception as exc:
+            failure = classify_failure(exc)
+            if failure == "bug":
+                raise
+            if failure == "down":
+                self.breaker.failure()
             log.warning("database read failed: %s", type(exc).__name__)
             raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         self.breaker.success()
