@@ -377,3 +377,7 @@ def test_the_thinking_line_renders_code_and_threads_show_when(
     when = desk.get_by_test_id("thread-when").first
     expect(when).to_have_attribute("datetime", __import__("re").compile(r"^\d{4}-\d\d-\d\dT"))
     expect(when).not_to_be_empty()
+    run = desk.get_by_test_id("run-status").last  # the run's duration and usage
+    expect(run).to_contain_text(__import__("re").compile(r"Done in \d"))
+    expect(run.get_by_test_id("run-usage")).to_contain_text("2 model calls")
+    expect(run.get_by_test_id("run-usage")).to_contain_text("tokens")

@@ -3,7 +3,10 @@
 // an offline send queue with visible states, an application-level heartbeat.
 
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
-import { ChunkAssembler, utf8Length } from "./chunks.ts";
+import { ChunkAssembler } from "./chunks.ts";
+import { CloseCode, reconnectRule } from "./codes.ts";
+import { isThreadEvent, parseFrame } from "./frames.ts";
+import { Outbox } from "./outbox.ts";
 import { SeqTracker } from "./seq.ts";
 import type {
   ConnectionEstablished,
@@ -58,14 +61,10 @@ export interface RunwireClientEventMap {
   outbox: readonly OutboxItem[];
 }
 
-/** Close codes after which the client does not reconnect by itself. */
 /** Heartbeat pings stop after this long without other frames (under the server's 10 min). */
 export const IDLE_PING_LIMIT_MS = 5 * 60_000;
 
-export const NO_RECONNECT_CODES: ReadonlySet<number> = new Set([4003, 4008, 1008]);
-
 const OPEN = 1;
-const DEFAULT_RETRY_AFTER_MS = 1000;
 
 /** `base64url(text)` without padding (UTF-8). */
 export function base64url(text: string): string {
@@ -75,19 +74,8 @@ export function base64url(text: string): string {
   return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-function newId(): string {
-  const c = globalThis.crypto;
-  if (c && typeof c.randomUUID === "function") return c.randomUUID();
-  return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}`;
-}
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
-function isThreadEvent(f: ServerFrame): f is ThreadEvent {
-  return typeof f.thread_id === "string" && typeof f.seq === "number";
-}
 
 type Listeners = { [K in keyof RunwireClientEventMap]: Set<(v: RunwireClientEventMap[K]) => void> };
 
@@ -105,7 +93,7 @@ export class RunwireClient {
 
   private _status: ConnectionStatus = { state: "idle", code: null, reason: "", attempt: 0, retryInMs: null };
   private _established: ConnectionEstablished | null = null;
-  private _outbox: readonly OutboxItem[] = [];
+  private readonly queue: Outbox;
   private readonly listeners: Listeners = { status: new Set(), event: new Set(), frame: new Set(), outbox: new Set() };
 
   private ws: WebSocketLike | null = null;
@@ -123,10 +111,6 @@ export class RunwireClient {
   private readonly trackers = new Map<string, SeqTracker>();
   private readonly resuming = new Set<string>();
   private readonly chunks = new ChunkAssembler();
-  /** message_id -> earliest time (ms) it may be resent (after `rate_limited`). */
-  private readonly notBefore = new Map<string, number>();
-  private readonly retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  private readonly agents = new Map<string, string>();
   private networkAttached = false;
   private readonly autoFollow: boolean;
   /** Threads kept gapless when `autoFollow` is false. */
@@ -142,6 +126,7 @@ export class RunwireClient {
     this.WS = options.WebSocket;
     this.watchNetwork = options.watchNetwork ?? typeof window !== "undefined";
     this.autoFollow = options.autoFollow ?? true;
+    this.queue = new Outbox((items) => this.emit("outbox", items), () => this.flush());
   }
 
   private isFollowed(threadId: string): boolean {
@@ -160,7 +145,7 @@ export class RunwireClient {
 
   /** Messages not acked yet (queued / sent / failed); replaced on every change. */
   get outbox(): readonly OutboxItem[] {
-    return this._outbox;
+    return this.queue.items;
   }
 
   /** Subscribes; returns the unsubscribe function. A throwing handler is logged, not fatal. */
@@ -292,9 +277,7 @@ export class RunwireClient {
     this.stopHeartbeat();
     this.chunks.reset();
     this.resuming.clear();
-    if (this._outbox.some((m) => m.state === "sent")) {
-      this.setOutbox(this._outbox.map((m) => (m.state === "sent" ? { ...m, state: "queued" } : m)));
-    }
+    this.queue.requeueSent();
   }
 
   private afterClose(code: number, reason: string): void {
@@ -302,27 +285,26 @@ export class RunwireClient {
       this.setStatus({ state: "closed", code, reason, retryInMs: null });
       return;
     }
-    if (NO_RECONNECT_CODES.has(code)) {
-      this.setStatus({ state: "closed", code, reason, retryInMs: null });
-      return;
+    switch (reconnectRule(code)) {
+      case "never":
+        this.setStatus({ state: "closed", code, reason, retryInMs: null });
+        return;
+      case "on-demand": // idle timeout: the next send / resume reconnects
+        this.attempt = 0;
+        this.setStatus({ state: "closed", code, reason, attempt: 0, retryInMs: null });
+        return;
+      case "refresh-token":
+        void this.refreshToken(reason);
+        return;
+      case "backoff":
+        this.scheduleReconnect(code, reason);
     }
-    if (code === 1000) {
-      // idle timeout: reconnect on demand (send / resume)
-      this.attempt = 0;
-      this.setStatus({ state: "closed", code, reason, attempt: 0, retryInMs: null });
-      return;
-    }
-    if (code === 4001) {
-      void this.refreshToken(reason);
-      return;
-    }
-    this.scheduleReconnect(code, reason);
   }
 
   private async refreshToken(reason: string): Promise<void> {
     const old = this.token;
     if (this.refreshed) {
-      this.setStatus({ state: "closed", code: 4001, reason: reason || "token rejected", retryInMs: null });
+      this.setStatus({ state: "closed", code: CloseCode.UNAUTHORIZED, reason: reason || "token rejected", retryInMs: null });
       return;
     }
     this.refreshed = true;
@@ -445,28 +427,16 @@ export class RunwireClient {
     this.lastFrameAt = Date.now();
     this.pingOutstanding = false;
     if (typeof data !== "string") return;
-    let frame = this.parse(data);
+    let frame = parseFrame(data);
     if (!frame) return;
     if (frame.type !== "pong") this.lastUseAt = Date.now();
     if (frame.type === "chunk") {
       const text = this.chunks.add(frame.payload);
       if (text === null) return;
-      frame = this.parse(text);
+      frame = parseFrame(text);
       if (!frame || frame.type === "chunk") return;
     }
     this.handle(frame);
-  }
-
-  private parse(text: string): ServerFrame | null {
-    let v: unknown;
-    try {
-      v = JSON.parse(text);
-    } catch {
-      return null;
-    }
-    if (!isObject(v) || typeof v.type !== "string") return null;
-    if (!isObject(v.payload)) v.payload = {};
-    return v as unknown as ServerFrame;
   }
 
   private handle(frame: ServerFrame): void {
@@ -479,10 +449,9 @@ export class RunwireClient {
       this.emit("event", frame);
       return;
     }
-    const p = frame.payload;
     switch (frame.type) {
       case "connection_established":
-        this._established = p as unknown as ConnectionEstablished;
+        this._established = frame.payload;
         this.attempt = 0;
         this.refreshed = false;
         this.setStatus({ state: "open", attempt: 0, retryInMs: null });
@@ -493,13 +462,13 @@ export class RunwireClient {
         this.flush();
         return;
       case "message_ack":
-        this.acked(p);
+        this.queue.acked(frame.payload);
         break;
       case "error":
-        this.refused(p);
+        this.queue.refused(frame.payload);
         break;
       case "replay_complete":
-        if (typeof p.thread_id === "string") this.resuming.delete(p.thread_id);
+        if (typeof frame.payload.thread_id === "string") this.resuming.delete(frame.payload.thread_id);
         break;
       default:
         break;
@@ -620,19 +589,7 @@ export class RunwireClient {
     }
   }
 
-  // ---- the outbox ------------------------------------------------------------------------
-
-  private setOutbox(items: readonly OutboxItem[]): void {
-    this._outbox = items;
-    this.emit("outbox", items);
-  }
-
-  private patch(messageId: string, patch: Partial<OutboxItem>): OutboxItem | null {
-    let found: OutboxItem | null = null;
-    const items = this._outbox.map((m) => (m.messageId === messageId ? (found = { ...m, ...patch }) : m));
-    if (found) this.setOutbox(items);
-    return found;
-  }
+  // ---- the outbox (outbox.ts) ----------------------------------------------------------
 
   /**
    * Queues a user message and returns it at once (optimistic): state `queued`, or `sent` when
@@ -640,31 +597,15 @@ export class RunwireClient {
    * `max_message_size`. Sent again with the same message_id after a reconnect until acked.
    */
   send(content: string, opts: SendOptions = {}): OutboxItem {
-    const item: OutboxItem = {
-      messageId: opts.messageId ?? newId(),
-      content,
-      threadId: opts.threadId ?? null,
-      state: "queued",
-      error: null,
-      runId: null,
-      createdAt: Date.now(),
-    };
-    if (opts.settings) item.settings = opts.settings;
-    if (opts.agent) {
-      item.agent = opts.agent;
-      this.agents.set(item.messageId, opts.agent);
-    }
-    this.setOutbox([...this._outbox.filter((m) => m.messageId !== item.messageId), item]);
+    const item = this.queue.add(content, opts);
     this.flush();
     this.reconnectOnDemand();
-    return this._outbox.find((m) => m.messageId === item.messageId) ?? item;
+    return this.queue.get(item.messageId) ?? item; // its state now (sent, or failed too_large)
   }
 
   /** A failed message goes back to the queue (sent now when open). */
   retry(messageId: string): boolean {
-    const item = this._outbox.find((m) => m.messageId === messageId);
-    if (!item || item.state !== "failed") return false;
-    this.patch(messageId, { state: "queued", error: null });
+    if (!this.queue.requeue(messageId)) return false;
     this.flush();
     this.reconnectOnDemand();
     return true;
@@ -672,107 +613,29 @@ export class RunwireClient {
 
   /** Removes a message from the outbox (it is not sent again; one on the wire may still land). */
   discard(messageId: string): boolean {
-    if (!this._outbox.some((m) => m.messageId === messageId)) return false;
-    this.clearRetry(messageId);
-    this.agents.delete(messageId);
-    this.setOutbox(this._outbox.filter((m) => m.messageId !== messageId));
-    return true;
+    return this.queue.discard(messageId);
   }
 
   /** Puts back messages saved by an earlier page (e.g. `LocalHistory.loadOutbox()`);
    * `sent` ones count as queued. Existing message ids are kept as they are. */
   restoreOutbox(items: readonly OutboxItem[]): void {
-    const known = new Set(this._outbox.map((m) => m.messageId));
-    const added = items
-      .filter((m) => !known.has(m.messageId) && m.state !== "acked")
-      .map((m): OutboxItem => (m.state === "sent" ? { ...m, state: "queued" } : { ...m }));
-    if (!added.length) return;
-    for (const m of added) if (m.agent) this.agents.set(m.messageId, m.agent);
-    this.setOutbox([...this._outbox, ...added]);
+    if (!this.queue.restore(items)) return;
     this.flush();
     this.reconnectOnDemand();
-  }
-
-  private frameOf(m: OutboxItem): { type: string; payload: Record<string, unknown>; request_id: string } {
-    const agent = m.agent ?? this.agents.get(m.messageId);
-    const payload: Record<string, unknown> = agent
-      ? { user_request: m.content, agent, message_id: m.messageId }
-      : { content: m.content, message_id: m.messageId };
-    if (m.threadId) payload.thread_id = m.threadId;
-    if (m.settings) payload.settings = m.settings;
-    return { type: agent ? "start_agent" : "user_message", payload, request_id: m.messageId };
   }
 
   /** Sends every queued message that may go now. */
   private flush(): void {
     if (!this.isOpen()) return;
-    const max = this._established?.max_message_size;
-    const now = Date.now();
-    let changed = false;
-    const items = this._outbox.map((m): OutboxItem => {
-      if (m.state !== "queued") return m;
-      const frame = this.frameOf(m);
-      const text = JSON.stringify(frame);
-      if (typeof max === "number" && max > 0 && utf8Length(text) > max) {
-        changed = true;
-        return {
-          ...m, state: "failed",
-          error: { code: "too_large", message: `message is larger than the server's limit of ${max} bytes` },
-        };
-      }
-      const wait = this.notBefore.get(m.messageId);
-      if (wait !== undefined && wait > now) return m;
-      if (!this.ws) return m;
+    this.queue.flush(this._established?.max_message_size, (text) => {
+      if (!this.ws) return false;
       try {
         this.ws.send(text);
+        this.lastUseAt = Date.now();
+        return true;
       } catch {
-        return m;
+        return false;
       }
-      changed = true;
-      return { ...m, state: "sent" };
     });
-    if (changed) this.setOutbox(items);
-  }
-
-  private acked(p: Record<string, unknown>): void {
-    const id = typeof p.message_id === "string" ? p.message_id : null;
-    if (id === null || !this._outbox.some((m) => m.messageId === id)) return;
-    this.clearRetry(id);
-    this.agents.delete(id);
-    this.patch(id, {
-      state: "acked", error: null,
-      threadId: typeof p.thread_id === "string" ? p.thread_id : null,
-      runId: typeof p.run_id === "string" ? p.run_id : null,
-    });
-    this.setOutbox(this._outbox.filter((m) => m.messageId !== id));
-  }
-
-  private refused(p: Record<string, unknown>): void {
-    const id = typeof p.request_id === "string" ? p.request_id : null;
-    const item = id === null ? undefined : this._outbox.find((m) => m.messageId === id);
-    if (!item || id === null || item.state === "acked") return;
-    const code = typeof p.code === "string" ? p.code : "error";
-    const message = typeof p.message === "string" ? p.message : code;
-    if (code === "rate_limited") {
-      const after = typeof p.retry_after_ms === "number" && p.retry_after_ms >= 0 ? p.retry_after_ms : DEFAULT_RETRY_AFTER_MS;
-      this.notBefore.set(id, Date.now() + after);
-      this.clearRetry(id, false);
-      this.retryTimers.set(id, setTimeout(() => {
-        this.retryTimers.delete(id);
-        this.notBefore.delete(id);
-        this.flush();
-      }, after));
-      this.patch(id, { state: "queued", error: null });
-      return;
-    }
-    this.clearRetry(id);
-    this.patch(id, { state: "failed", error: { code, message } });
-  }
-
-  private clearRetry(id: string, forgetWait = true): void {
-    const t = this.retryTimers.get(id);
-    if (t) clearTimeout(t);
-    this.retryTimers.delete(id);
-    if (forgetWait) this.notBefore.delete(id);
   }
 }

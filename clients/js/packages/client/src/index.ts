@@ -1,11 +1,20 @@
 // @runwire/client: the public API.
 export type * from "./types.ts";
 export { SeqTracker } from "./seq.ts";
+export { parseFrame, isThreadEvent } from "./frames.ts";
+export { Outbox, frameOf } from "./outbox.ts";
 export { ChunkAssembler, utf8Length, type ChunkLimits, type ChunkPayload } from "./chunks.ts";
+export {
+  CloseCode,
+  RECONNECT_RULES,
+  NO_RECONNECT_CODES,
+  reconnectRule,
+  type CloseCodeName,
+  type ReconnectRule,
+} from "./codes.ts";
 export { backoffDelay, type BackoffOptions } from "./backoff.ts";
 export {
   RunwireClient,
-  NO_RECONNECT_CODES,
   IDLE_PING_LIMIT_MS,
   base64url,
   type RunwireClientOptions,

@@ -57,6 +57,14 @@ function errorText(v: unknown): string {
   }
 }
 
+/** The numeric entries of a run's `usage` (null when there are none). */
+function usageOf(v: unknown): Record<string, number> | null {
+  if (typeof v !== "object" || v === null) return null;
+  const out: Record<string, number> = {};
+  for (const [k, n] of Object.entries(v)) if (typeof n === "number" && Number.isFinite(n)) out[k] = n;
+  return Object.keys(out).length ? out : null;
+}
+
 // ---- the seq bookkeeping -------------------------------------------------------------
 
 function withSeq(contiguous: number, above: readonly number[], seq: number): { contiguous: number; above: number[] } {
@@ -117,7 +125,7 @@ function upsert(items: readonly TimelineItem[], item: TimelineItem): TimelineIte
 function runItem(items: readonly TimelineItem[], runId: string, seq: number): RunItem {
   return find(items, "run", `run:${runId}`) ?? {
     kind: "run", id: `run:${runId}`, runId, status: "queued", agentName: null,
-    queuePosition: null, progress: null, durationMs: null, error: null, seq,
+    queuePosition: null, progress: null, durationMs: null, usage: null, error: null, seq,
   };
 }
 
@@ -201,7 +209,7 @@ function reduce(tl: Timeline, ev: ThreadEvent): Timeline {
       } else if (ev.type === "agent_completed") {
         next = {
           ...next, status: str(p, "status") === "cancelled" ? "cancelled" : "completed",
-          durationMs: num(p, "duration_ms"), queuePosition: null, progress: null,
+          durationMs: num(p, "duration_ms"), usage: usageOf(p.usage), queuePosition: null, progress: null,
         };
       } else {
         const code = str(p, "code") ?? "internal";

@@ -1,20 +1,9 @@
 // Wire types of runwire protocol v1 (docs/protocol.md) and the client's public shapes.
 
-/** A frame from the server, after chunk reassembly. */
-export interface ServerFrame<P = Record<string, unknown>> {
-  type: string;
-  payload: P;
-  thread_id?: string;
-  run_id?: string;
-  seq?: number;
-  timestamp?: string;
-}
-
-/** A thread event: a frame that carries `thread_id` and `seq`. */
-export interface ThreadEvent<P = Record<string, unknown>> extends ServerFrame<P> {
-  thread_id: string;
-  seq: number;
-}
+export type {
+  ServerFrame, ThreadEvent, OtherThreadEvent, ThreadEventType, ThreadEventPayloads, ControlFrame,
+  ControlFrameType, ControlPayloads, ChunkFrame, Usage,
+} from "./frames.ts";
 
 export interface ConnectionEstablished {
   connection_id: string;
@@ -133,6 +122,9 @@ export interface RunItem {
   queuePosition: number | null;
   progress: string | null;
   durationMs: number | null;
+  /** Token usage of a finished run (`agent_completed.usage`: e.g. input_tokens,
+   *  output_tokens, requests, tool_calls), null before. */
+  usage: Record<string, number> | null;
   error: { code: string; message: string; retryable: boolean } | null;
   seq: number;
 }

@@ -4,13 +4,14 @@ import {
   timelineFromMessages, trimTimeline, updateOptimistic,
 } from "../src/timeline.ts";
 import type { MessageOut } from "../src/rest.ts";
+import { parseFrame } from "../src/frames.ts";
 import type { MessageItem, OutboxItem, RunItem, ThreadEvent, Timeline, ToolItem } from "../src/types.ts";
 
 const T = "T";
 function e(seq: number, type: string, payload: Record<string, unknown> = {}, runId: string | null = "R"): ThreadEvent {
-  const f: ThreadEvent = { type, payload, thread_id: T, seq };
+  const f: Record<string, unknown> = { type, payload, thread_id: T, seq };
   if (runId) f.run_id = runId;
-  return f;
+  return parseFrame(JSON.stringify(f)) as ThreadEvent; // as the client gets it off the wire
 }
 
 /** The session of docs/protocol.md §8. */

@@ -23,6 +23,7 @@ import type {
   ThreadOut,
   Timeline,
   TimelineItem,
+  ToolItem,
 } from "@runwire/client";
 import { DRAFT, ThreadStore, type LoadState } from "./store.ts";
 
@@ -143,6 +144,45 @@ export interface AgentView {
 export interface UseAgentOptions {
   /** A message sent with threadId null started this thread (select it). */
   onThreadCreated?: (threadId: string) => void;
+  /** A run of this thread ended with `agent_completed` (status completed or cancelled);
+   *  `answer` is its last assistant message. Live events only, not loaded history. */
+  onFinish?: (run: RunItem, answer: MessageItem | null) => void;
+  /** A run of this thread failed (`agent_error`: run.error has code, message, retryable). */
+  onError?: (run: RunItem) => void;
+  /** A tool call started (`tool_executing`: name and arguments). */
+  onToolCall?: (tool: ToolItem) => void;
+}
+
+function itemOf<K extends TimelineItem["kind"]>(tl: Timeline, kind: K, id: string): Extract<TimelineItem, { kind: K }> | null {
+  for (let i = tl.items.length - 1; i >= 0; i -= 1) {
+    const it = tl.items[i];
+    if (it?.kind === kind && it.id === id) return it as Extract<TimelineItem, { kind: K }>;
+  }
+  return null;
+}
+
+/** Calls the callbacks of `opts` for live events of `threadId`. */
+function useCallbacks(store: ThreadStore, threadId: string | null, opts: UseAgentOptions): void {
+  const ref = useRef(opts);
+  ref.current = opts;
+  useEffect(() => {
+    if (!threadId) return undefined;
+    return store.onLiveEvent((ev, tl) => {
+      if (ev.thread_id !== threadId) return;
+      const { onFinish, onError, onToolCall } = ref.current;
+      if (ev.type === "tool_executing" && onToolCall) {
+        const tool = itemOf(tl, "tool", ev.payload.tool_call_id);
+        if (tool) onToolCall(tool);
+      } else if ((ev.type === "agent_completed" || ev.type === "agent_error") && ev.run_id) {
+        const run = itemOf(tl, "run", `run:${ev.run_id}`);
+        if (!run) return;
+        if (ev.type === "agent_error") { onError?.(run); return; }
+        const answer = [...tl.items].reverse().find(
+          (i): i is MessageItem => i.kind === "message" && i.role === "assistant" && i.runId === ev.run_id) ?? null;
+        onFinish?.(run, answer);
+      }
+    });
+  }, [store, threadId]);
 }
 
 function statusOf(timeline: Timeline, activeRun: RunItem | null): AgentStatus {
@@ -167,6 +207,7 @@ export function useAgent(threadId: string | null, opts: UseAgentOptions = {}): A
   const entry = useSyncExternalStore(store.subscribe, () => store.entry(key), () => store.entry(key));
   const onCreated = useRef(opts.onThreadCreated);
   onCreated.current = opts.onThreadCreated;
+  useCallbacks(store, threadId, opts);
 
   useEffect(() => {
     if (threadId) void store.open(threadId);

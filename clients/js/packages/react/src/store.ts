@@ -94,6 +94,7 @@ export class ThreadStore {
   private readonly pending = new Map<string, ThreadEvent[]>();
   private readonly listeners = new Set<Listener>();
   private readonly createdListeners = new Set<(threadId: string, messageId: string) => void>();
+  private readonly eventListeners = new Set<(ev: ThreadEvent, timeline: Timeline) => void>();
   private readonly saveTimers = new Map<string, ReturnType<typeof setTimeout>>();
   /** Threads being reloaded after `replay_complete {complete: false}` (one load at a time). */
   private readonly reloading = new Set<string>();
@@ -164,6 +165,13 @@ export class ThreadStore {
   onThreadCreated(fn: (threadId: string, messageId: string) => void): () => void {
     this.createdListeners.add(fn);
     return () => this.createdListeners.delete(fn);
+  }
+
+  /** Called with each live event of a loaded thread, after it is applied (not for history
+   *  loaded from the cache or REST). */
+  onLiveEvent(fn: (ev: ThreadEvent, timeline: Timeline) => void): () => void {
+    this.eventListeners.add(fn);
+    return () => this.eventListeners.delete(fn);
   }
 
   private notify(): void {
@@ -314,13 +322,16 @@ export class ThreadStore {
         if (i === 0 && page.first_retained_seq !== null && page.first_retained_seq > 1) {
           // Older events were pruned: the stored messages stand in for them (those whose
           // events are still in the log come from the events, in their place).
-          const inLog = new Set(page.items.map((e) => String(e.payload?.message_id ?? "")));
+          const inLog = new Set(page.items.map((e) => {
+            const p: Record<string, unknown> = e.payload;
+            return String(p.message_id ?? "");
+          }));
           const msgs = await this.rest.messages(threadId, { limit: 100 });
           base = timelineFromMessages(threadId, msgs.items.filter((m) => !inLog.has(m.message_id)),
                                       page.first_retained_seq - 1);
         }
-        base = applyEvents(base, page.items as ThreadEvent[]);
-        const last = page.items.at(-1) as ThreadEvent | undefined;
+        base = applyEvents(base, page.items);
+        const last = page.items.at(-1);
         if (!page.next_cursor || !last) break;
         after = last.seq;
       }
@@ -444,7 +455,17 @@ export class ThreadStore {
   private onEvent(ev: ThreadEvent): void {
     const entry = this.entries.get(ev.thread_id);
     if (entry?.load === "loaded") {
-      this.put(ev.thread_id, { timeline: applyEvent(entry.timeline, ev) });
+      const timeline = applyEvent(entry.timeline, ev);
+      this.put(ev.thread_id, { timeline });
+      if (timeline !== entry.timeline) {
+        for (const fn of [...this.eventListeners]) {
+          try {
+            fn(ev, timeline);
+          } catch (err) {
+            console.error("runwire: an event callback threw", err);
+          }
+        }
+      }
       return;
     }
     if (this.deleted.has(ev.thread_id)) return;
@@ -455,23 +476,22 @@ export class ThreadStore {
   }
 
   private onFrame(f: ServerFrame): void {
-    const p = f.payload as Record<string, unknown>;
     switch (f.type) {
       case "message_ack":
-        this.adoptDraft(String(p.message_id), String(p.thread_id));
+        this.adoptDraft(String(f.payload.message_id), String(f.payload.thread_id));
         break;
       case "thread_created":
       case "thread_updated":
-        this.upsertThread(String(p.thread_id), String(p.title));
+        this.upsertThread(String(f.payload.thread_id), String(f.payload.title));
         break;
       case "thread_deleted":
-        this.forget(String(p.thread_id));
+        this.forget(String(f.payload.thread_id));
         break;
       case "replay_complete":
-        if (p.complete === false) {
+        if (f.payload.complete === false) {
           // The server could not prove continuity (pruned, or ahead after a crash): load the
           // thread again over REST — once, however many replays say so meanwhile.
-          const id = String(p.thread_id);
+          const id = String(f.payload.thread_id);
           if (this.reloading.has(id) || this.deleted.has(id)) break;
           this.reloading.add(id);
           this.entries.delete(id);

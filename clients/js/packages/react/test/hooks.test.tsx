@@ -241,6 +241,35 @@ describe("useAgent", () => {
     expect(ws.framesOfType("stop_agent").map((f) => f.payload)).toEqual([{ run_id: "R1" }]);
   });
 
+  it("onToolCall, onFinish and onError see live runs; the run item has usage and duration", async () => {
+    const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
+    const calls: string[] = [];
+    const { result } = renderHook(() => useAgent("T1", {
+      onToolCall: (t) => calls.push(`tool ${t.toolName} ${JSON.stringify(t.args)}`),
+      onFinish: (r, a) => calls.push(`finish ${r.runId} ${r.status} ${a?.content ?? ""}`),
+      onError: (r) => calls.push(`error ${r.runId} ${r.error?.code} ${r.error?.retryable}`),
+    }), { wrapper });
+    const ws = await established();
+    await waitFor(() => expect(result.current.load).toBe("loaded"));
+    deliver(ws,
+      ev("T1", 1, "message_created", { message_id: "m1", role: "user", content: "6*7?" }, null),
+      ev("T1", 2, "agent_started", { agent_name: "supervisor", message_id: "m1", run_id: "R1" }),
+      ev("T1", 3, "tool_executing", { agent_name: "supervisor", tool_name: "calculator",
+                                      tool_args: { expression: "6*7" }, tool_call_id: "c1" }),
+      ev("T1", 4, "agent_response", { agent_name: "supervisor", message_id: "a1", content: "**42**" }),
+      ev("T1", 5, "agent_completed", { status: "completed", message_id: "a1", duration_ms: 812,
+                                       usage: { input_tokens: 30, output_tokens: 12, note: "x" } }),
+      ev("T1", 6, "message_created", { message_id: "m2", role: "user", content: "again" }, null),
+      ev("T1", 7, "agent_error", { code: "model_error", message: "429", retryable: true }, "R2"));
+    expect(calls).toEqual([
+      'tool calculator {"expression":"6*7"}', "finish R1 completed **42**", "error R2 model_error true",
+    ]);
+    const run = result.current.items.find((i) => i.kind === "run" && i.runId === "R1");
+    expect(run?.kind === "run" && [run.durationMs, run.usage]).toEqual([812, { input_tokens: 30, output_tokens: 12 }]);
+    deliver(ws, ev("T1", 5, "agent_completed", { status: "completed" })); // a duplicate: no second call
+    expect(calls).toHaveLength(3);
+  });
+
   it("regenerate() and edit() send the earlier / edited question as a new run", async () => {
     const { wrapper } = setup({ "/api/threads/T1/events": () => EMPTY_PAGE });
     const { result } = renderHook(() => useAgent("T1"), { wrapper });

@@ -76,6 +76,23 @@ function Tool({ item }: { item: ToolItem }): ReactNode {
   );
 }
 
+function seconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** "1,234 tokens (1,000 in · 234 out) · 2 model calls", from what the provider reported. */
+export function usageText(usage: Record<string, number> | null): string | null {
+  if (!usage) return null;
+  const n = (v: number): string => v.toLocaleString("en-US");
+  const parts: string[] = [];
+  const inTok = usage.input_tokens ?? 0;
+  const outTok = usage.output_tokens ?? 0;
+  if (inTok || outTok) parts.push(`${n(inTok + outTok)} tokens (${n(inTok)} in · ${n(outTok)} out)`);
+  if (usage.requests) parts.push(`${n(usage.requests)} model call${usage.requests === 1 ? "" : "s"}`);
+  if (usage.tool_calls) parts.push(`${n(usage.tool_calls)} tool call${usage.tool_calls === 1 ? "" : "s"}`);
+  return parts.length ? parts.join(" · ") : null;
+}
+
 function runText(item: RunItem, live: boolean): string {
   switch (item.status) {
     case "queued":
@@ -84,7 +101,7 @@ function runText(item: RunItem, live: boolean): string {
       if (!live) return "Paused here: the run goes on on the server; waiting for the connection…";
       return item.progress ?? `${item.agentName ?? "agent"} is working…`;
     case "completed":
-      return item.durationMs !== null ? `Done in ${item.durationMs} ms.` : "Done.";
+      return item.durationMs !== null ? `Done in ${seconds(item.durationMs)}` : "Done";
     case "cancelled":
       return "Stopped.";
     case "timed_out":
@@ -105,6 +122,9 @@ function Run({ item, live, queuedStops, onRetryRun }: { item: RunItem } & Action
       {item.status === "queued" && item.queuePosition !== null
         ? <span data-testid="queue-position">{runText(item, live)}</span>
         : runText(item, live)}
+      {isTerminal(item.status) && usageText(item.usage) && (
+        <span className="usage" data-testid="run-usage"> · {usageText(item.usage)}</span>
+      )}
       {stopQueued && <span className="tag" data-testid="stop-queued"> Stop requested: sent when the connection is back.</span>}
       {failed && item.error?.retryable && (
         <button type="button" className="inline" data-testid="retry-run" onClick={() => onRetryRun(item.runId)}>Retry</button>
