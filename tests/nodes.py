@@ -19,11 +19,12 @@ import jwt
 class Node:
     """A `runwire serve` subprocess on a free loopback port."""
 
-    def __init__(self, data_dir: Path, **settings: Any) -> None:
+    def __init__(self, data_dir: Path, *, args: tuple[str, ...] = (), **settings: Any) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.data_dir = data_dir
+        self.args = args  # more `runwire serve` options (e.g. --workers 2)
         self.env = {**os.environ, "RUNWIRE_DATA_DIR": str(data_dir),
                     **{f"RUNWIRE_{k.upper()}": str(v) for k, v in settings.items()}}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -35,7 +36,7 @@ class Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "runwire", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "runwire", "serve", "--port", str(self.port), *self.args],
                 env=self.env, stdout=subprocess.DEVNULL, stderr=out)
         async with httpx.AsyncClient() as http:
             deadline = time.monotonic() + 30

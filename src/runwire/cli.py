@@ -36,30 +36,51 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     user: Annotated[str, typer.Option(help="User the printed login URL is for.")] = "",
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes on this port (all cores); more than 1 needs "
+        "PostgreSQL and RUNWIRE_REDIS_URL.")] = 1,
+    reuse_port: Annotated[bool, typer.Option(
+        hidden=True, help="Run as one of --workers N (SO_REUSEPORT, no banner).")] = False,
+    ready_fd: Annotated[int | None, typer.Option(
+        hidden=True, help="With --reuse-port: write one byte here once serving.")] = None,
 ) -> None:
     """Start the server (migrates the database first)."""
     from runwire.app import create_app
     from runwire.auth import TokenService
     from runwire.logs import configure
     from runwire.server import RunwireServer, server_config
+    from runwire.workers import Supervisor, WorkerServer, bind_reuse_port, workers_problem
 
     settings = _settings()
+    problem = workers_problem(settings, workers)
+    if problem is not None:
+        typer.echo(f"runwire: {problem}", err=True)
+        raise typer.Exit(2)
     configure(settings.log_format, settings.log_level, settings.node_id)
     try:
         tokens = TokenService(settings)
     except ConfigError as exc:
         typer.echo(f"runwire: invalid setting: {exc}", err=True)
         raise typer.Exit(2) from None
-    server = RunwireServer(server_config(create_app(settings), settings, host=host, port=port))
+    if reuse_port:  # one worker of a supervisor: no banner, the shared port
+        worker = WorkerServer(server_config(create_app(settings), settings, host=host,
+                                            port=port), ready_fd)
+        worker.run(sockets=[bind_reuse_port(host, port)])
+        return
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     try:
         token = tokens.issue(user or _default_user(), ttl=7 * 86400)
         login = f"http://{shown}:{port}/#token={token}"
     except ConfigError:
         login = f"http://{shown}:{port}/ (issue tokens with your identity provider)"
-    typer.echo(f"\n  runwire is starting on http://{shown}:{port}\n"
-               f"  open the chat (logs you in):\n\n    {login}\n", err=True)
-    server.run()
+    typer.echo(f"\n  runwire is starting on http://{shown}:{port}"
+               + (f" ({workers} workers)" if workers > 1 else "") +
+               f"\n  open the chat (logs you in):\n\n    {login}\n", err=True)
+    if workers > 1:
+        argv = [sys.executable, "-m", "runwire", "serve", "--host", host, "--port", str(port),
+                "--reuse-port"]
+        raise typer.Exit(Supervisor(argv, settings.node_id, workers).run())
+    RunwireServer(server_config(create_app(settings), settings, host=host, port=port)).run()
 
 
 @app.command()
