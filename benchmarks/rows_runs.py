@@ -15,11 +15,12 @@ import httpx
 
 from benchmarks.frames import run_prefix, user_message
 from benchmarks.rawclient import RawClient, open_raw, type_of
+from benchmarks.servers import cpu_seconds
 
 PROMPT = "what is 12*(3+4)?"
 LATENCY_RUNS = 200
 LATENCY_WARMUP = 20
-THROUGHPUT_CLIENTS = 32
+THROUGHPUT_CLIENTS = 10
 THROUGHPUT_SECONDS = 8.0
 THROUGHPUT_MAX_RUNS = 5000
 RUN_TIMEOUT = 30.0
@@ -27,34 +28,42 @@ RUN_TIMEOUT = 30.0
 
 @dataclass
 class _Waiter:
-    """Futures for the next `agent_started` / `agent_completed` on one connection."""
+    """Futures for the next `agent_started` / first `partial_result` / `agent_completed`
+    on one connection."""
 
     started: asyncio.Future[float] | None = None
+    first: asyncio.Future[float] | None = None
     done: asyncio.Future[float] | None = None
 
     def on_text(self, _: RawClient, payload: bytes, now: float) -> None:
         kind = type_of(payload)
         if kind == b"agent_started" and self.started is not None and not self.started.done():
             self.started.set_result(now)
+        elif kind == b"partial_result" and self.first is not None and not self.first.done():
+            self.first.set_result(now)
         elif kind in (b"agent_completed", b"agent_error") and self.done is not None \
                 and not self.done.done():
             self.done.set_result(now)
 
-    def arm(self) -> tuple[asyncio.Future[float], asyncio.Future[float]]:
+    def arm(self) -> tuple[asyncio.Future[float], asyncio.Future[float],
+                           asyncio.Future[float]]:
         loop = asyncio.get_running_loop()
-        self.started, self.done = loop.create_future(), loop.create_future()
-        return self.started, self.done
+        self.started, self.first, self.done = (loop.create_future(), loop.create_future(),
+                                               loop.create_future())
+        return self.started, self.first, self.done
 
 
-async def _one_run(client: RawClient, waiter: _Waiter, message_id: str) -> tuple[float, float]:
-    """(seconds to agent_started, seconds to agent_completed) of one run."""
-    started, done = waiter.arm()
+async def _one_run(client: RawClient, waiter: _Waiter, message_id: str
+                   ) -> tuple[float, float, float]:
+    """Seconds to (agent_started, first partial_result, agent_completed) of one run."""
+    started, first, done = waiter.arm()
     t0 = time.perf_counter()
     client.send_text(user_message(PROMPT, message_id))
     async with asyncio.timeout(RUN_TIMEOUT):
         t_started = await started
         t_done = await done
-    return t_started - t0, t_done - t0
+    t_first = first.result() if first.done() else t_done
+    return t_started - t0, t_first - t0, t_done - t0
 
 
 async def runwire_latency(url: str, runs: int = LATENCY_RUNS) -> dict[str, list[float]]:
@@ -64,20 +73,24 @@ async def runwire_latency(url: str, runs: int = LATENCY_RUNS) -> dict[str, list[
     client = await open_raw(url, "latency", waiter.on_text)
     try:
         started: list[float] = []
+        first: list[float] = []
         completed: list[float] = []
         for i in range(LATENCY_WARMUP + runs):
-            s, d = await _one_run(client, waiter, f"{prefix}-{i}")
+            s, f, d = await _one_run(client, waiter, f"{prefix}-{i}")
             if i >= LATENCY_WARMUP:
                 started.append(s)
+                first.append(f)
                 completed.append(d)
-        return {"started": started, "completed": completed}
+        return {"started": started, "first_partial": first, "completed": completed}
     finally:
         client.close()
 
 
 async def runwire_throughput(url: str, clients: int = THROUGHPUT_CLIENTS,
-                             seconds: float = THROUGHPUT_SECONDS) -> dict[str, float]:
-    """`clients` users, one connection each, each running runs back to back."""
+                             seconds: float = THROUGHPUT_SECONDS, pid: int | None = None
+                             ) -> dict[str, float]:
+    """`clients` users, one connection each, each running runs back to back; with `pid`,
+    also the server's CPU seconds over the window (``cpu``)."""
     waiters = [_Waiter() for _ in range(clients)]
     conns = [await open_raw(url, f"tp-{i}", w.on_text) for i, w in enumerate(waiters)]
     count = 0
@@ -93,10 +106,12 @@ async def runwire_throughput(url: str, clients: int = THROUGHPUT_CLIENTS,
             count += 1
 
     try:
+        cpu0 = cpu_seconds(pid) if pid is not None else 0.0
         t0 = time.perf_counter()
         await asyncio.gather(*(loop(i) for i in range(clients)))
         elapsed = time.perf_counter() - t0
-        return {"runs": count, "seconds": elapsed, "rate": count / elapsed}
+        cpu = cpu_seconds(pid) - cpu0 if pid is not None else float("nan")
+        return {"runs": count, "seconds": elapsed, "rate": count / elapsed, "cpu": cpu}
     finally:
         for c in conns:
             c.close()

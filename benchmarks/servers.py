@@ -39,8 +39,24 @@ def taskset_available() -> bool:
     return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
 
 
-def pinned(argv: list[str], core: str = SERVER_CORE) -> list[str]:
-    return ["taskset", "-c", core, *argv] if taskset_available() else argv
+def pinned(argv: list[str], core: str | None = SERVER_CORE) -> list[str]:
+    """`argv` run on `core` (None: on every core, unpinned)."""
+    return ["taskset", "-c", core, *argv] if core is not None and taskset_available() \
+        else argv
+
+
+@contextlib.contextmanager
+def unpinned_self() -> Iterator[None]:
+    """Let this load generator use every core for a while (the `--workers` row)."""
+    if not hasattr(os, "sched_getaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def pin_self() -> bool:
@@ -55,6 +71,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its live descendants (a ``--workers``
+    supervisor and its workers), from /proc/<pid>/stat (clock-tick resolution)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            todo += _children(current)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -122,10 +161,11 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def process(name: str, argv: list[str], env: Mapping[str, str], ready_path: str, port: int,
-            *, cwd: Path = ROOT, logdir: Path) -> Iterator[Server]:
+            *, cwd: Path = ROOT, logdir: Path, core: str | None = SERVER_CORE
+            ) -> Iterator[Server]:
     log = logdir / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(pinned(argv), env={**os.environ, **env}, cwd=cwd, stdout=out,
+        proc = subprocess.Popen(pinned(argv, core), env={**os.environ, **env}, cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(name, proc, port, log)
     try:
@@ -153,13 +193,17 @@ def runwire_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def runwire(name: str, logdir: Path, **settings: str) -> Iterator[Server]:
-    """One ``runwire serve`` node with a fresh data dir (SQLite unless a URL is given)."""
+def runwire(name: str, logdir: Path, *, workers: int = 1, core: str | None = SERVER_CORE,
+            **settings: str) -> Iterator[Server]:
+    """One ``runwire serve`` node with a fresh data dir (SQLite unless a URL is given);
+    `workers` > 1 starts ``--workers N`` (its pid is the supervisor's)."""
     with tempfile.TemporaryDirectory(prefix=f"runwire-bench-{name}-") as data:
         port = free_port()
         argv = [str(RUNWIRE), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         with process(name, argv, runwire_env(Path(data), **settings), "/readyz", port,
-                     logdir=logdir) as server:
+                     logdir=logdir, core=core) as server:
             yield server
 
 
@@ -196,17 +240,31 @@ def langgraph_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def langgraph(logdir: Path) -> Iterator[Server]:
+def langgraph(logdir: Path, *, jobs: int = 10, **env: str) -> Iterator[Server]:
+    """``langgraph dev`` running at most `jobs` runs at once; `env` adds variables (the
+    streaming peer's ``OPENAI_BASE_URL``)."""
     port = free_port()
     argv = [str(LANGGRAPH), "dev", "--no-browser", "--port", str(port), "--no-reload",
-            "--host", "127.0.0.1", "--n-jobs-per-worker", "10"]
+            "--host", "127.0.0.1", "--n-jobs-per-worker", str(jobs)]
     # Run from a temp copy: the dev server persists its state in ./.langgraph_api.
     with tempfile.TemporaryDirectory(prefix="runwire-bench-langgraph-") as tmp:
-        for name in ("graph.py", "langgraph.json"):
+        for name in ("graph.py", "chat.py", "langgraph.json"):
             shutil.copy(BENCH / "langgraph" / name, tmp)
-        with process("langgraph", argv, LANGGRAPH_ENV, "/ok", port, cwd=Path(tmp),
-                     logdir=logdir) as server:
+        with process("langgraph", argv, {**LANGGRAPH_ENV, **env}, "/ok", port,
+                     cwd=Path(tmp), logdir=logdir) as server:
             yield server
+
+
+@contextlib.contextmanager
+def provider(logdir: Path, *, tokens: int, rate: float,
+             core: str | None = CLIENT_CORE) -> Iterator[Server]:
+    """The paced fake OpenAI-compatible provider (``tests/fake_openai.py``), on the load
+    generator's core: every unscripted prompt streams `tokens` tokens at `rate`/s."""
+    port = free_port()
+    argv = [str(PYTHON), "-m", "tests.fake_openai", "--port", str(port),
+            "--tokens", str(tokens), "--rate", str(rate)]
+    with process("provider", argv, {}, "/ready", port, logdir=logdir, core=core) as server:
+        yield server
 
 
 def postgres_database(name: str) -> contextlib.AbstractContextManager[str]:
