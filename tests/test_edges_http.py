@@ -222,3 +222,52 @@ async def test_bodies_over_the_limit_get_413(server_factory: Any) -> None:
         r = await http.post("/api/threads", json={"title": "small"})
         assert r.status_code == 201
         assert [t["title"] for t in (await http.get("/api/threads")).json()["items"]] == ["small"]
+
+
+async def test_the_newer_routes_check_their_inputs_too(server: ServerHandle) -> None:
+    """SSE stream, search and wait: the same 64-bit, cursor and id rules."""
+    async with api(server) as http:
+        thread = (await http.post("/api/threads", json={"title": "t"})).json()["thread_id"]
+        stream = f"/api/threads/{thread}/stream"
+        for value in [str(2**63), "-1", "true", "1e3"]:
+            assert_problem(await http.get(stream, params={"after_seq": value}), 422)
+        for raw in ["{}", "[" * 5000, "true", str(10**30), "-1", "100001"]:
+            r = await http.get("/api/search", params={"q": "x", "cursor": b64(raw)})
+            assert_problem(r, 422)
+        for value in ["nan", "inf", "-1", "0", "601"]:
+            assert_problem(await http.get("/api/runs/r1/wait", params={"timeout": value}), 422)
+        assert_problem(await http.get("/api/threads/%20/stream"), 404, 422)
+        # A Last-Event-ID that is no seq (or past 64 bits) is ignored, as a hint should be.
+        for hint in [b"99999999999999999999", b"\xb2", b"-5", b"abc"]:
+            async with http.stream("GET", stream, headers={"Last-Event-ID": hint}) as r:
+                assert r.status_code == 200, (hint, r.status_code)
+
+
+async def test_ag_ui_checks_the_token_before_the_body(server: ServerHandle) -> None:
+    status, _, body = await exchange(
+        server.port, b"POST /ag-ui HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 52428800\r\n\r\n", timeout=5)
+    assert status == 401 and b'"unauthorized"' in body
+
+
+async def test_a_store_bug_on_the_websocket_is_an_internal_error_not_a_breaker_trip(
+    server: ServerHandle, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runwire.store import eventlog
+
+    from .helpers import client
+
+    async def broken(session: Any, *args: Any, **kwargs: Any) -> Any:
+        await session.execute(text("SELECT 1; SELECT 2"))  # sqlite3.ProgrammingError
+
+    async with api(server, "mallory") as http:
+        thread = (await http.post("/api/threads", json={"title": "t"})).json()["thread_id"]
+    monkeypatch.setattr(eventlog, "bounds", broken)
+    async with client(server, "mallory") as c:
+        for i in range(8):
+            await c.send("resume", {"thread_id": thread, "after_seq": 0}, request_id=f"r{i}")
+            err = (await c.until(lambda f: f["type"] == "error"))[-1]["payload"]
+            assert (err["code"], err["request_id"]) == ("internal", f"r{i}"), err
+        await c.send("ping", request_id="still")
+        assert (await c.until(lambda f: f["type"] == "pong"))[-1]["payload"]["request_id"] == "still"
+    assert server.services.db.breaker.state == "closed"

@@ -97,7 +97,7 @@ def _strict(name: str) -> Any:
     raise AssertionError(f"{name} in the output")
 
 
-@settings(FAST, max_examples=150)
+@settings(FAST, max_examples=100)
 @given(st.dictionaries(ANY_TEXT, JSON_ISH, max_size=5), st.integers(min_value=4, max_value=64))
 def test_the_encoder_always_makes_utf8_json_that_round_trips(
     payload: dict[str, Any], chunk_size: int
@@ -159,7 +159,10 @@ PARAMS = st.fixed_dictionaries({}, optional={
     "limit": st.one_of(INTS.map(lambda i: str(i).encode()), ANY_BYTES),
     "after_seq": st.one_of(INTS.map(lambda i: str(i).encode()), ANY_BYTES),
     "cursor": st.one_of(CURSOR_SHAPED.map(b64), JSON_ISH.map(b64), INTS.map(b64), ANY_BYTES),
+    "q": st.one_of(st.text(max_size=20).map(str.encode), ANY_BYTES),
+    "timeout": st.one_of(st.sampled_from([b"0.01", b"nan", b"inf", b"-0", b"1e-300"]), ANY_BYTES),
 })
+HINTS = st.one_of(st.none(), INTS.map(str), st.sampled_from(["\xb2", "7a", "-1", "1.5", "x"]))
 
 
 def test_rest_query_parameters_and_ids_never_get_a_5xx(server: ServerHandle) -> None:
@@ -169,16 +172,21 @@ def test_rest_query_parameters_and_ids_never_get_a_5xx(server: ServerHandle) -> 
 
         @settings(max_examples=120, deadline=None)
         @given(st.sampled_from(["/api/threads", "/api/threads/{t}", "/api/threads/{t}/messages",
-                                "/api/threads/{t}/events", "/api/runs/{t}"]),
-               st.one_of(st.just(thread), st.binary(min_size=1, max_size=40)), PARAMS)
-        def check(template: str, tid: str | bytes, params: dict[str, bytes]) -> None:
+                                "/api/threads/{t}/events", "/api/runs/{t}", "/api/search",
+                                "/api/runs/{t}/wait", "/api/threads/{t}/stream"]),
+               st.one_of(st.just(thread), st.binary(min_size=1, max_size=40)), PARAMS, HINTS)
+        def check(template: str, tid: str | bytes, params: dict[str, bytes],
+                  hint: str | None) -> None:
             ident = tid if isinstance(tid, str) else urllib.parse.quote_from_bytes(tid, safe="")
             query = "&".join(f"{k}={urllib.parse.quote_from_bytes(v, safe='')}"
                              for k, v in params.items())
-            r = http.get(template.replace("{t}", ident) + ("?" + query if query else ""))
-            assert r.status_code < 500, (template, ident, query, r.status_code, r.text[:200])
-            if r.status_code >= 400:
-                assert r.headers["content-type"].startswith("application/problem+json"), r.text
-                assert r.json()["status"] == r.status_code
+            url = template.replace("{t}", ident) + ("?" + query if query else "")
+            headers = {} if hint is None else {"Last-Event-ID": hint.encode("latin-1")}
+            with http.stream("GET", url, headers=headers) as r:  # SSE: status, then leave
+                assert r.status_code < 500, (url, hint, r.status_code, r.read()[:200])
+                if r.status_code >= 400:
+                    r.read()
+                    assert r.headers["content-type"].startswith("application/problem+json")
+                    assert r.json()["status"] == r.status_code
 
         check()
