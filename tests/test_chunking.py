@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import connect
 
 from runwire.protocol.handshake import b64url_encode
@@ -12,15 +13,20 @@ from runwire.protocol.handshake import b64url_encode
 from .helpers import api
 
 
+@pytest.mark.parametrize("compression", ["deflate", None])
 async def test_a_1mb_tool_result_arrives_as_chunks_and_reassembles_byte_identical(
-    server_factory: Any,
+    server_factory: Any, compression: str | None,
 ) -> None:
+    """With and without permessage-deflate: without it, every connection is written the
+    same prepared frame bytes (Envelope.framed) and chunks as text."""
     server = server_factory(agents="tests.agents_fixture:register")
     token = server.token("alice")
     chunk_size = server.settings.outbound_chunk_size
     async with connect(server.ws_url, subprotocols=["runwire.v1", "jwt." + b64url_encode(token)],  # type: ignore[list-item]
-                       max_size=2**22) as ws:
-        json.loads(await ws.recv())
+                       max_size=2**22, compression=compression) as ws:
+        connection_id = json.loads(await ws.recv())["payload"]["connection_id"]
+        conn = next(c for c in server.services.connections if c.connection_id == connection_id)
+        assert conn.prepared is (compression is None)
         await ws.send(json.dumps({"type": "user_message", "payload": {
             "content": '/tool big_output {"size": 1000000}'}}))
         parts: dict[str, list[str]] = {}

@@ -95,8 +95,9 @@ async def test_a_client_that_sends_pings_but_never_reads_is_held_back_not_buffer
 
         async def flood() -> None:
             nonlocal sent
-            for i in range(20_000):
-                await ws.send(json.dumps({"type": "ping", "request_id": f"p{i}"}))
+            pad = "x" * 120  # the longest request ids: the socket buffers fill sooner
+            for i in range(40_000):
+                await ws.send(json.dumps({"type": "ping", "request_id": f"{pad}{i}"}))
                 sent += 1
 
         pinger = asyncio.create_task(flood())
@@ -108,11 +109,11 @@ async def test_a_client_that_sends_pings_but_never_reads_is_held_back_not_buffer
             ws.transport.resume_reading()
             pongs = 0
             with contextlib.suppress(TimeoutError):
-                while pongs < 20_000:
+                while pongs < 40_000:
                     frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
                     pongs += frame["type"] == "pong"
             await asyncio.wait_for(pinger, 10)
-            assert pongs == 20_000, "every ping answered once it read again"
+            assert pongs == 40_000, "every ping answered once it read again"
         except ConnectionClosed:
             raise AssertionError("the server closed a client that only read slowly") from None
         finally:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runwire.protocol.envelope import Envelope, chunk_frames, encode, split_chunks
+from runwire.protocol.envelope import Envelope, chunk_frames, encode, split_chunks, text_frame
 from runwire.protocol.frames import (
     FrameError,
     Ping,
@@ -124,3 +124,14 @@ def test_chunk_frames_carry_index_and_total() -> None:
 def test_envelope_chunks_small_events_pass_through() -> None:
     env = Envelope(user_id="u", type="pong", text=encode("pong", {}))
     assert env.chunks(65536) == [env.text]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_a_prepared_text_frame_is_what_websockets_would_write(size: int) -> None:
+    from websockets.frames import Frame, Opcode
+
+    data = b"a" * size
+    assert text_frame(data) == Frame(Opcode.TEXT, data).serialize(mask=False)
+    env = Envelope(user_id="u", type="x", text="é" * 10)
+    assert env.framed() is env.framed()  # made once, shared by every connection
+    assert env.framed() == text_frame(env.text.encode())

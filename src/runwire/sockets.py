@@ -26,8 +26,13 @@ from typing import Any
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
+from websockets.protocol import State as WsState
 
+from runwire.gateway.connection import FRAME_SINK
 from runwire.protocol.codes import CloseCode
 
 log = logging.getLogger(__name__)
@@ -121,7 +126,42 @@ class GuardedH11Protocol(H11Protocol):
 
 
 class HeartbeatProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol: heartbeat timeout → 4000, invalid UTF-8 → quiet 1007."""
+    """uvicorn's WebSocket protocol: heartbeat timeout → 4000, invalid UTF-8 → quiet 1007;
+    and the gateway's :class:`~runwire.gateway.connection.FrameSink` (in the scope's
+    extensions): a connection's queued frames go out in one socket write, and when no
+    extension (permessage-deflate) was negotiated, prepared frames as they are."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if getattr(self, "scope", None) is not None:
+            self.scope["extensions"][FRAME_SINK] = self  # type: ignore[assignment]
+
+    @property
+    def raw_frames(self) -> bool:
+        return not self.conn.extensions
+
+    async def send_batch(self, frames: list[str | bytes]) -> None:
+        """Write `frames` in order with one transport write (uvicorn's ``send`` makes one
+        per frame). A frame is text, or bytes of a complete unmasked text frame (only
+        when :attr:`raw_frames`). Raises ClientDisconnected like ``send``, and
+        UnicodeEncodeError (before anything is written) for text that isn't UTF-8."""
+        await self.writable.wait()
+        conn = self.conn
+        if self.disconnected or self.close_sent or conn.state is not WsState.OPEN:
+            raise ClientDisconnected()
+        # Encode all first: a failure must not leave frames half-fed to the compressor.
+        texts = iter([f.encode() for f in frames if isinstance(f, str)])
+        out: list[bytes] = []
+        try:
+            for frame in frames:
+                if isinstance(frame, bytes):
+                    out.append(frame)
+                else:
+                    conn.send_text(next(texts))
+                    out.extend(conn.data_to_send())
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(out))
 
     def keepalive_timeout(self) -> None:
         self.pong_timer = None

@@ -27,7 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Protocol, runtime_checkable
 
 from runwire.gateway.delivery import Cursor, Verdict, plan_resume
 from runwire.protocol.codes import CloseCode, ErrorCode
@@ -36,10 +36,25 @@ from runwire.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str], Awaitable[None]]
+Send = Callable[[list[str | bytes]], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 ReadEvents = Callable[[str, int, int | None], Awaitable[list[Envelope]]]
 READ_PAGE = 1000  # events per log read (the reader's default limit)
+BATCH = 64  # frames per socket write at most
+
+
+FRAME_SINK: Final = "runwire.frames"  # ASGI scope extension: the server's FrameSink
+
+
+@runtime_checkable
+class FrameSink(Protocol):
+    """What runwire's uvicorn protocol offers the gateway (``runwire.server``): many
+    frames per socket write, and prepared frames when no extension was negotiated."""
+
+    @property
+    def raw_frames(self) -> bool: ...
+
+    async def send_batch(self, frames: list[str | bytes]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -54,7 +69,10 @@ class Connection:
     """State and writer of one WebSocket connection.
 
     Args:
-        send: sends one text frame on the socket.
+        send: writes a batch of frames on the socket, in order, at once: text, or (only
+            when `prepared`) bytes of a ready WebSocket frame (``Envelope.framed``).
+        prepared: the socket negotiated no extension, so prepared frames may be written.
+        on_sent: after each batch, ``(control frames, events)`` sent (the metrics).
         close: sends the close frame.
         read_events: ``(thread_id, after_seq, before_seq)`` → stored events in seq order.
         tasks: runs the connection's repairs (named, failures logged and counted).
@@ -72,7 +90,8 @@ class Connection:
     priority_size: int = 100
     chunk_size: int = 65536
     send_timeout: float = 10.0
-    on_sent: Callable[[str, Envelope | None], None] | None = None  # metrics: (type, event)
+    prepared: bool = False
+    on_sent: Callable[[int, list[Envelope]], None] | None = None
     cursors: dict[str, Cursor] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
     close_code: int | None = None
@@ -181,26 +200,35 @@ class Connection:
                     await self.close(self.close_code, "internal error")
 
     async def _drain(self) -> None:
+        """Send what both lanes hold, a batch (up to `BATCH` frames, priority lane first)
+        per socket write, until they are empty."""
         while self._priority or (self._ordered and self.close_code is None):
-            if self._priority:
-                await self._send(self._priority.popleft())
-                if self._priority_room is not None and len(self._priority) < self.priority_size:
-                    self._priority_room.set()
-                if self.on_sent is not None:
-                    self.on_sent("control", None)
-                continue
-            item = self._ordered.popleft()
-            if len(self._ordered) < self.queue_size // 2:
+            batch: list[str | bytes] = []
+            events: list[Envelope] = []
+            controls = 0
+            priority, ordered = self._priority, self._ordered
+            while priority and len(batch) < BATCH:
+                batch.append(priority.popleft())
+                controls += 1
+            while ordered and self.close_code is None and len(batch) < BATCH:
+                item = ordered.popleft()
+                if isinstance(item, str):
+                    batch.append(item)
+                    controls += 1
+                    continue
+                events.append(item)
+                frames = item.chunks(self.chunk_size)  # its chunks go out together
+                if self.prepared and len(frames) == 1:
+                    batch.append(item.framed())  # the same bytes for every connection
+                else:
+                    batch.extend(frames)
+            if self._priority_room is not None and len(priority) < self.priority_size:
+                self._priority_room.set()
+            if len(ordered) < self.queue_size // 2:
                 self._room.set()
-            if isinstance(item, str):
-                await self._send(item)
-                if self.on_sent is not None:
-                    self.on_sent("control", None)
-            else:
-                for frame in item.chunks(self.chunk_size):  # nothing in between
-                    await self._send(frame)
-                if self.on_sent is not None:
-                    self.on_sent(item.type, item)
+            await self._send(batch)
+            if self.on_sent is not None:
+                self.on_sent(controls, events)
 
     @contextlib.contextmanager
     def _send_watchdog(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
@@ -237,17 +265,18 @@ class Connection:
             handle.cancel()
             self._sending_since = None
 
-    async def _send(self, frame: str) -> None:
+    async def _send(self, batch: list[str | bytes]) -> None:
         started = self._sending_since = asyncio.get_running_loop().time()
         try:
-            await self.send(frame)
+            await self.send(batch)
         except UnicodeEncodeError:
             # Frames come from `encode`, which guarantees UTF-8; one that does not is a bug
-            # upstream. Send it repaired rather than lose the connection over it.
+            # upstream. Send it repaired rather than lose the connection over it (the sink
+            # encodes every frame before it writes any).
             log.error("frame is not valid UTF-8 (a bug); sent with U+FFFD", exc_info=True)
-            await self.send(utf8_safe(frame))
+            await self.send([utf8_safe(f) if isinstance(f, str) else f for f in batch])
         self._sending_since = None
-        self.stats.frames_out += 1
+        self.stats.frames_out += len(batch)
         self.last_activity = started
 
     # ---- live delivery (bus callback) --------------------------------------------------

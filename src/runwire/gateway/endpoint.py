@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -21,7 +21,7 @@ from runwire import logs
 from runwire.auth import Principal, TokenService
 from runwire.bus.base import Bus
 from runwire.errors import AuthError, NotFound, StorageUnavailable, ThreadBusy
-from runwire.gateway.connection import Connection
+from runwire.gateway.connection import FRAME_SINK, Connection, FrameSink
 from runwire.gateway.presence import RedisPresence
 from runwire.gateway.registry import ConnectionRegistry
 from runwire.ids import new_id
@@ -46,10 +46,10 @@ from runwire.tasks import Supervisor
 log = logging.getLogger(__name__)
 
 # Frame types counted in runwire_frames_out_total (low cardinality: anything else is "other").
-OUT_TYPES = ("control", "message_created", "agent_started", "agent_thinking", "tool_executing",
-             "tool_completed", "partial_result", "agent_progress", "agent_response",
-             "agent_completed", "agent_error", "thread_created", "thread_updated",
-             "thread_deleted", "other")
+OUT_TYPES = frozenset((
+    "control", "message_created", "agent_started", "agent_thinking", "tool_executing",
+    "tool_completed", "partial_result", "agent_progress", "agent_response", "agent_completed",
+    "agent_error", "thread_created", "thread_updated", "thread_deleted", "other"))
 PRIORITY_LANE = 100  # pong/error/message_ack frames a connection may have unsent
 
 
@@ -79,9 +79,6 @@ class Gateway:
         self._reader = reader
         self._limiter = limiter
         self._metrics = metrics
-        node = settings.node_id
-        self._frames_out = {t: metrics.frames_out.labels(node, t) for t in OUT_TYPES}
-        self._delivery = metrics.delivery_latency.labels(node)
         self._model_info = model_info
         self._presence = presence
         self._tasks = tasks
@@ -165,8 +162,17 @@ class Gateway:
             await ws.close(code=code, reason=reason[:120])
 
     def _connection(self, ws: WebSocket, principal: Principal) -> Connection:
-        async def send(text: str) -> None:
-            await ws.send({"type": "websocket.send", "text": text})
+        sink = ws.scope.get("extensions", {}).get(FRAME_SINK)
+        send: Callable[[list[str | bytes]], Awaitable[None]]
+        if isinstance(sink, FrameSink):
+            send, prepared = sink.send_batch, sink.raw_frames
+        else:  # another ASGI server: one ASGI message per frame
+            prepared = False
+
+            async def send(batch: list[str | bytes]) -> None:
+                for frame in batch:
+                    assert isinstance(frame, str)
+                    await ws.send({"type": "websocket.send", "text": frame})
 
         async def close(code: int, reason: str) -> None:
             await ws.close(code=code, reason=reason)
@@ -175,18 +181,22 @@ class Gateway:
             return await self._reader.events(principal.user_id, thread_id, after_seq=after,
                                              before_seq=before, check_owner=False)
 
-        frames_out, delivery = self._frames_out, self._delivery
+        counts = self._metrics.frames_out
 
-        def on_sent(type: str, env: Envelope | None) -> None:
-            (frames_out.get(type) or frames_out["other"]).inc()
-            if env is not None:
-                delivery.observe(time.monotonic() - env.born)
+        def on_sent(controls: int, events: list[Envelope]) -> None:
+            if controls:
+                counts.sent("control", controls)
+            if events:
+                now = time.monotonic()
+                for env in events:
+                    counts.sent(env.type if env.type in OUT_TYPES else "other")
+                    counts.delivered(now - env.born)
 
         s = self._settings
         return Connection(
             connection_id=new_id(), user_id=principal.user_id, scopes=principal.scopes,
             send=send, close=close, read_events=read_events, tasks=self._tasks,
-            queue_size=s.outbound_queue_size,
+            prepared=prepared, queue_size=s.outbound_queue_size,
             held_size=s.outbound_queue_size, priority_size=PRIORITY_LANE,
             chunk_size=s.outbound_chunk_size, send_timeout=s.send_timeout, on_sent=on_sent,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,13 +117,28 @@ def chunk_frames(text: str, chunk_size: int, chunk_id: str) -> list[str]:
     ]
 
 
+def text_frame(data: bytes) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame carrying `data` (RFC 6455 §5.2):
+    what a server writes for a text message when no extension was negotiated, so the
+    same bytes serve every such connection."""
+    size = len(data)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + data
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """A serialised server frame on its way to a user's connections.
 
     Thread events carry `thread_id` and `seq`; other frames (``thread_created``...) carry
     neither. `text` is the frame's JSON, made once and shared by every receiver; its
-    ``chunk`` frames are computed at most once too (:meth:`chunks`).
+    ``chunk`` frames (:meth:`chunks`) and its WebSocket frame (:meth:`framed`) are
+    computed at most once too.
     """
 
     user_id: str
@@ -133,6 +149,13 @@ class Envelope:
     run_id: str | None = None
     born: float = field(default_factory=time.monotonic, compare=False)  # committed/read at
     _chunks: dict[int, list[str]] = field(default_factory=dict, compare=False, repr=False)
+    _framed: list[bytes] = field(default_factory=list, compare=False, repr=False)
+
+    def framed(self) -> bytes:
+        """The WebSocket text frame of `text` (:func:`text_frame`), made once."""
+        if not self._framed:
+            self._framed.append(text_frame(self.text.encode()))
+        return self._framed[0]
 
     def chunks(self, chunk_size: int) -> list[str]:
         """The frames to send for this envelope: itself, or its ``chunk`` frames."""
