@@ -55,7 +55,7 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
     cross, local = _get(res, "cross_node", "cross"), _get(res, "cross_node", "local")
     cross50 = pct(cross, 50) if isinstance(cross, list) else math.nan
     local50 = pct(local, 50) if isinstance(local, list) else math.nan
-    return [
+    lines: list[Any] = [
         "## What limits each number",
         "",
         "The machine is shared: other engineers' test suites (pytest, Chromium) ran on the "
@@ -64,6 +64,7 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "machine (an earlier quiet measurement had `agent_started` at p50 6.9 ms); the "
         "baselines, measured in the same run, are what to compare with.",
         "",
+        _Para("runwire_runs"),
         f"* **Latency** (p50 {ms(lat50)} to `agent_started`, {ms(done50)} to "
         "`agent_completed`). Before `agent_started` a message takes two write transactions "
         "(store the message + thread + run; claim the run and append `agent_started`), each "
@@ -76,12 +77,14 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "when its background worker has picked the run from the in-memory queue, which it "
         "polls (`langgraph_runtime_inmem` `Runs.next` sleeps 0.5 s after an empty poll) — "
         f"hence its p50 of {ms(lg50)}.",
+        _Para("runwire_runs"),
         f"* **Runs/s** ({rate:,.0f} runs/s, ~{runs_ms:,.0f} ms of server time per run). "
         "The server is CPU-bound on its one core: a builtin run is a full pydantic-ai agent "
         "graph (two model turns, a tool call) and ~8 write transactions, one per event "
         "(the emitter commits each non-delta event on its own), plus the history read. The "
         "LangGraph peer's run is one graph node with no durable storage. The fixes the "
         "profile points to are outside this change's directories (see below).",
+        _Para("fanout"),
         f"* **Fan-out** ({events_s:,.0f} events/s produced, each delivered to 100 "
         "connections). runwire's events come from real runs: the server's time splits "
         "between producing them (the runs, "
@@ -92,6 +95,7 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "per-frame metrics, per event and connection). Under load the emitter coalesces "
         "more deltas, so fewer, larger events. The baseline sends pre-built frames in a "
         "loop, with no production and no per-connection task.",
+        _Para("memory"),
         f"* **Memory** ({mem:.1f} KiB per idle connection, baseline {base_mem:.1f} KiB). "
         "The baseline's cost is uvicorn's protocol object and receive queue, the websockets "
         "state machine and the handshake headers. runwire adds its Connection (two lanes, "
@@ -103,6 +107,7 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "and the reader runs in the endpoint's own task instead of a task of its own. What "
         "is left is mostly asyncio objects: every `Event`, `Queue` and `deque` holds an "
         "empty deque block (~0.7 KiB each).",
+        _Para("resume"),
         "* **Resume** (1,000 events). Two parts: reading the page from SQLite and building "
         "the envelopes (`eventlog.read`), and the connection writer sending 1,000 frames "
         "(`Connection.run_writer`, websockets' frame serialisation, per-frame metrics). "
@@ -110,6 +115,7 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "frame, ~11% of the samples); the writer now has one watchdog timer per "
         "connection. Per-frame metrics (a labelled counter and a histogram, each behind "
         "a mutex) are the next few per cent.",
+        _Para("cross_node"),
         "* **Cross-node**. One Redis pub/sub round trip on loopback (`PUBLISH` from the "
         "node that committed, the other node's listener, then the same local delivery); "
         f"p50 {ms(cross50)} after the local delivery (a second local connection: "
@@ -128,6 +134,55 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "turn, per-frame metrics in the connection writer.",
         "",
     ]
+    lines[lines.index(_Para("cross_node")) + 3:lines.index(_Para("cross_node")) + 3] = [
+        _Para("streaming"), *streaming(res)]
+    return _only_measured(lines, res)
+
+
+class _Para(str):
+    """Marks the start of a paragraph that needs `res[key]` (dropped when not measured)."""
+
+
+def _only_measured(lines: list[Any], res: dict[str, Any]) -> list[str]:
+    """`lines` without the paragraphs (each one string) whose results are missing."""
+    out: list[str] = []
+    drop_next = False
+    for line in lines:
+        if isinstance(line, _Para):
+            drop_next = str(line) not in res
+        elif drop_next:
+            drop_next = False
+        else:
+            out.append(line)
+    return out
+
+
+def streaming(res: dict[str, Any]) -> list[str]:
+    """The streaming-capacity paragraph, from ``res["streaming"]`` (and ``res["workers"]``)."""
+    levels = res.get("streaming", {})
+    parts = []
+    for level, systems in levels.items():
+        rw, floor, lg = (systems.get(k) for k in ("runwire", "floor", "langgraph"))
+        if not isinstance(rw, dict):
+            continue
+        text = (f"{level} streams: runwire {rw['cpu_ms_per_token']:.2f} ms CPU/token "
+                f"({rw['core']:.0%} of the core), lag p99 {ms(rw['p99'])}")
+        if isinstance(floor, dict):
+            text += (f"; pydantic-ai alone {floor['cpu_ms_per_token']:.2f} ms/token, so "
+                     f"runwire's own share {rw['cpu_ms_per_token'] - floor['cpu_ms_per_token']:.2f}"
+                     " ms")
+        if isinstance(lg, dict):
+            text += f"; LangGraph {lg['cpu_ms_per_token']:.2f} ms/token, p99 {ms(lg['p99'])}"
+        parts.append(text)
+    return [
+        "* **Streaming capacity** (" + "; ".join(parts) + "). Per token runwire does what "
+        "pydantic-ai alone does (the openai SDK's SSE parsing, pydantic-ai's part manager and "
+        "event stream) plus its own share: the relay and emitter, storing the delta before "
+        "sending it (a transaction per run per window today), encoding the envelope and the "
+        "connection's write. When the server's core is full, tokens wait in the emitter "
+        "and lag grows with the backlog (lost counts tokens that never arrived). The "
+        "profile of the streaming row is below.",
+    ]
 
 
 def how_to_run() -> list[str]:
@@ -138,6 +193,9 @@ def how_to_run() -> list[str]:
         "make bench                       # every row; installs what it needs (stamped)",
         "make bench BENCH_ARGS=--quick    # smaller counts, a smoke run",
         "make bench BENCH_ARGS=--skip-langgraph",
+        'make bench BENCH_ARGS="--rows streaming --levels 20,50"   # selected rows only',
+        "# rows: latency, fanout, memory, resume, cross-node, streaming, workers; a run of",
+        "# selected rows writes its performance.md to the log directory, not docs/",
         "```",
         "",
         "`make bench` depends on `make install` (runwire's `.venv`) and creates two more "
@@ -147,8 +205,11 @@ def how_to_run() -> list[str]:
         "`benchmarks/langgraph/requirements.in` → `requirements.lock`, compiled with "
         "`uv pip compile --generate-hashes --python-version 3.11`). If the LangGraph peer "
         "can't be installed, its rows say so. PostgreSQL (127.0.0.1:5432, trust auth) and "
-        "Redis (127.0.0.1:6379) are needed for the cross-node row only; the row says so "
-        "when they are down. Server logs and raw py-spy stacks are kept in the temp "
+        "Redis (127.0.0.1:6379) are needed for the cross-node and `--workers 2` rows only; "
+        "the rows say so when they are down. The streaming rows start the paced fake "
+        "provider (`python -m tests.fake_openai --tokens 100 --rate 20`) on the load "
+        "generator's core and measure pydantic-ai alone with `benchmarks/floor.py`. "
+        "Server logs and raw py-spy stacks are kept in the temp "
         "directory printed at the end.",
         "",
         "Layout: `benchmarks/run.py` (rows and orchestration), `servers.py` (processes, "

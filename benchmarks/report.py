@@ -126,6 +126,14 @@ def write_markdown(path: Path, rows: list[Row], profiles: list[Profile], res: di
         f"* LangGraph peer: `langgraph dev --no-reload --n-jobs-per-worker 10` "
         f"(in-memory runtime; {_lg_version()}), one-node graph in "
         "`benchmarks/langgraph/graph.py`, analytics, version check and tracing off.",
+        "* Streaming rows: the paced fake provider (`tests/fake_openai.py`, 100 tokens at "
+        "20/s per request, each stamped with its send time) on core 1 with the load "
+        "generator; runwire with `RUNWIRE_MODEL=openai-chat:fake-model` and "
+        "`OPENAI_BASE_URL` at it; the floor is `benchmarks/floor.py` (pydantic-ai's "
+        "`Agent.run` + `event_stream_handler`, no storage or delivery) on core 0; the "
+        "LangGraph peer runs `benchmarks/langgraph/chat.py` (`ChatOpenAI`, "
+        "`stream_mode: messages-tuple`). `--workers 2` rows: PostgreSQL + Redis, nothing "
+        "pinned.",
         "* Baseline for fan-out and memory: `benchmarks/baseline_app.py`, a bare ASGI app on "
         "uvicorn with the same `websockets-sansio` protocol, no permessage-deflate.",
         "",

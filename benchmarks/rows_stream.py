@@ -116,10 +116,17 @@ async def runwire_streams(url: str, pid: int, streams: int) -> StreamResult:
     warm = _Stream(StreamResult(1), offset)  # first run: model client, pool, imports
     conn = await open_raw(url, "stream-warm", warm.on_text)
     conn.send_text(user_message("paced 2 1000", f"{prefix}-warm"))
-    await asyncio.wait_for(warm.done, 30)
-    conn.close()
+    try:
+        await asyncio.wait_for(warm.done, 30)
+    except TimeoutError:
+        raise TimeoutError("the warm-up run did not end within 30 s") from None
+    finally:
+        conn.close()
     flows = [_Stream(result, offset) for _ in range(streams)]
-    conns = [await open_raw(url, f"stream-{i}", f.on_text) for i, f in enumerate(flows)]
+    try:
+        conns = [await open_raw(url, f"stream-{i}", f.on_text) for i, f in enumerate(flows)]
+    except TimeoutError:
+        raise TimeoutError("opening the connections timed out") from None
     text = prompt()
 
     async def start(i: int) -> None:

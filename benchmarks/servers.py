@@ -146,6 +146,21 @@ def _wait_ready(server: Server, path: str, timeout: float = STARTUP_TIMEOUT) -> 
     raise RuntimeError(f"{server.name} not ready after {timeout:.0f}s:\n{server.tail()}")
 
 
+def _wait_workers(server: Server, workers: int, timeout: float = STARTUP_TIMEOUT) -> None:
+    """Wait until `workers` distinct node ids answer ``/readyz`` (each worker listens once
+    it has started; a new TCP connection per probe, so the kernel spreads them)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline or server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name}: only workers {sorted(seen)} ready:\n"
+                               f"{server.tail()}")
+        with contextlib.suppress(httpx.HTTPError), httpx.Client(timeout=2.0) as client:
+            resp = client.get(server.base + "/readyz")
+            if resp.status_code == 200:
+                seen.add(resp.json()["node_id"])
+
+
 def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     if proc.poll() is not None:
         return
@@ -204,6 +219,8 @@ def runwire(name: str, logdir: Path, *, workers: int = 1, core: str | None = SER
             argv += ["--workers", str(workers)]
         with process(name, argv, runwire_env(Path(data), **settings), "/readyz", port,
                      logdir=logdir, core=core) as server:
+            if workers > 1:
+                _wait_workers(server, workers)
             yield server
 
 
