@@ -121,9 +121,9 @@ async def test_redis_outage_degrades_to_local_delivery_and_recovers() -> None:
             await a.publish(env("alice", 2))  # Redis is down: local delivery still works
             assert [e.seq for e in local] == [1, 2]
             await until(lambda: a.health() == "degraded" and b.health() == "degraded")
+            await asyncio.wait_for(reconnected.wait(), 15)  # repairs while it is down too
             server.start()
-            await asyncio.wait_for(reconnected.wait(), 15)
-            await until(lambda: a.health() == "ok")
+            await until(lambda: a.health() == "ok" and b.health() == "ok", timeout=15)
             await asyncio.sleep(0.05)  # ok-sleep: SUBSCRIBE acknowledged after the restart
             await a.publish(env("alice", 3))
             await until(lambda: [e.seq for e in remote] == [1, 3])

@@ -4,60 +4,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from runwire.client import RunwireClient
 
 from .conftest import missing_service
+from .faults import QUESTION, eventually_ready, private_pg, private_redis, readyz
 from .nodes import Node
 from .pg import PrivatePostgres
 from .redis_server import PrivateRedis, unique_prefix
 
-QUESTION = "what is 12*(3+4)?"
-
-
-@pytest.fixture
-async def private_pg() -> AsyncIterator[PrivatePostgres]:
-    try:
-        pg = PrivatePostgres().start()
-    except (FileNotFoundError, OSError) as exc:
-        missing_service(f"cannot start a private PostgreSQL: {exc}")
-        raise
-    yield pg
-    pg.destroy()
-
-
-@pytest.fixture
-def private_redis() -> Any:
-    try:
-        server = PrivateRedis().start()
-    except FileNotFoundError:
-        missing_service("redis-server is not installed")
-        raise
-    yield server
-    server.stop()
-
-
-async def readyz(node: Node) -> tuple[int, dict[str, Any]]:
-    async with httpx.AsyncClient(timeout=10) as http:
-        r = await http.get(node.base_url + "/readyz")
-        return r.status_code, r.json()
-
-
-async def eventually_ready(node: Node, status: int, timeout: float = 20) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        code, body = await readyz(node)
-        if code == status:
-            return body
-        assert asyncio.get_running_loop().time() < deadline, (code, body)
-        await asyncio.sleep(0.1)  # ok-sleep: polling another process's health
+__all__ = ["private_pg", "private_redis"]  # fixtures, used by name
 
 
 @pytest.mark.postgres
@@ -73,20 +34,35 @@ async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres, tmp_path: P
             body = await eventually_ready(node, 503)
             assert body["components"]["database"] == "down"
             # a new message is refused cleanly and the connection stays up
+            sent = time.monotonic()
             await c.send("user_message", {"content": "hello?"}, request_id="during")
             err = (await c.until(lambda f: f["type"] == "error", timeout=20))[-1]
+            refused_in = time.monotonic() - sent
             assert err["payload"]["code"] == "storage_unavailable"
+            sent = time.monotonic()
             await c.send("ping")
             assert (await c.until(lambda f: f["type"] == "pong"))[-1]["type"] == "pong"
+            pong_in = time.monotonic() - sent
             private_pg.start()
+            restarted = time.monotonic()
             await eventually_ready(node, 200)
+            ready_in = time.monotonic() - restarted
             terminal = (await c.until(lambda f: f["type"] in ("agent_completed", "agent_error")
                                       and f.get("run_id") == started["run_id"], timeout=60))[-1]
+            ended_in = time.monotonic() - restarted
+            # full recovery on the same connection: a new message is answered
+            ack, frames = await c.ask("and now? 2+2", thread_id=started["thread_id"])
+            assert ack["type"] == "message_ack", ack
+            assert frames[-1]["type"] == "agent_completed", frames[-1]
+            print(f"\nfigures: refused_in={refused_in:.2f}s pong_in={pong_in * 1000:.0f}ms "
+                  f"ready_after_restart={ready_in:.2f}s run_ended_after_restart={ended_in:.2f}s "
+                  f"({terminal['type']} {terminal['payload'].get('code')})")
         async with node.api() as http:
             log = (await http.get(f"/api/threads/{started['thread_id']}/events")).json()["items"]
             run = (await http.get(f"/api/runs/{started['run_id']}")).json()
             threads = (await http.get("/api/threads")).json()["items"]
-        ends = [e for e in log if e["type"] in ("agent_completed", "agent_error")]
+        ends = [e for e in log if e["type"] in ("agent_completed", "agent_error")
+                and e["run_id"] == started["run_id"]]
         assert [e["seq"] for e in ends] == [terminal["seq"]]  # exactly one, stored
         assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
         assert run["status"] in ("completed", "failed")

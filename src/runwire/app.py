@@ -43,6 +43,7 @@ from runwire.gateway.registry import ConnectionRegistry
 from runwire.metrics import Metrics
 from runwire.protocol.codes import CloseCode
 from runwire.ratelimit import RateLimiter
+from runwire.redisguard import RedisGuard, client_options
 from runwire.runs.service import RunService
 from runwire.settings import Settings
 from runwire.store import eventlog
@@ -83,6 +84,7 @@ class Services:
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     db_ok: bool = True
     presence: RedisPresence | None = None
+    redis_guard: RedisGuard | None = None
     tracing: Tracing | None = None
     history_cache: HistoryCache = field(default_factory=NoCache)
 
@@ -102,15 +104,22 @@ class Services:
         limit_storage: Storage | None = None
         presence: RedisPresence | None = None
         history_cache: HistoryCache = NoCache()
+        redis_guard: RedisGuard | None = None
         if settings.redis_url is not None:
-            presence = RedisPresence(settings.redis_url, prefix=settings.redis_prefix)
+            # one timeout + breaker for every Redis call on a hot path (SPEC 5 degraded modes)
+            redis_guard = RedisGuard(settings.redis_url, timeout=settings.redis_timeout,
+                                     on_change=metrics.breaker_changed)
+            presence = RedisPresence(settings.redis_url, prefix=settings.redis_prefix,
+                                     guard=redis_guard)
             tracing.instrument_redis(presence.client)
             bus = RedisBus(settings.redis_url, node_id=settings.node_id,
-                           prefix=settings.redis_prefix)
+                           prefix=settings.redis_prefix, guard=redis_guard)
             tracing.instrument_redis(bus.client)
-            history_cache = RedisHistoryCache(bus.client, prefix=settings.redis_prefix)
+            history_cache = RedisHistoryCache(bus.client, prefix=settings.redis_prefix,
+                                              guard=redis_guard)
             limit_storage = RedisStorage(f"async+{settings.redis_url}", implementation="redispy",
-                                         key_prefix=f"{settings.redis_prefix}limits")
+                                         key_prefix=f"{settings.redis_prefix}limits",
+                                         **client_options(settings.redis_timeout))
         else:
             bus = InMemoryBus()
         registry = default_registry()
@@ -118,7 +127,8 @@ class Services:
             load_user_registry(settings.agents, registry)
         limiter = RateLimiter({"frame": settings.rate_limit_frames,
                                "user_message": settings.rate_limit_messages,
-                               "rest_write": settings.rate_limit_frames}, limit_storage)
+                               "rest_write": settings.rate_limit_frames}, limit_storage,
+                              redis_guard)
 
         async def tool_limit(user_id: str, op: str, limit: str) -> bool:
             return (await limiter.hit(user_id, op, limit)).allowed
@@ -165,6 +175,7 @@ class Services:
         tasks.keep_running("health-monitor", services._watch_health)
         tasks.keep_running("presence", gateway.refresh_presence)
         services.presence = presence
+        services.redis_guard = redis_guard
         services.tracing = tracing
         services.history_cache = history_cache
         return services
@@ -227,6 +238,8 @@ class Services:
         await self.bus.aclose()
         if self.presence is not None:
             await self.presence.aclose()
+        if self.redis_guard is not None:
+            await self.redis_guard.aclose()
         await self.db.aclose()
         if self.tracing is not None:
             self.tracing.shutdown()

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = Field(default="runwire:", min_length=1, max_length=64)
+    # every Redis call on a hot path (rate limits, presence, publish, history cache) waits
+    # at most this long; a ping must be answered within 2 s even while Redis hangs
+    redis_timeout: float = Field(default=0.5, gt=0, le=2.0)
 
     jwt_secret: str | None = Field(default=None, repr=False)
     jwt_public_key: str | None = Field(default=None, repr=False)

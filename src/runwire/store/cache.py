@@ -9,13 +9,13 @@ anything else.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from runwire.redisguard import RedisGuard, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,28 @@ class NoCache:
 
 
 class RedisHistoryCache:
-    """Recent messages per thread in Redis, with a TTL; failures are never fatal."""
+    """Recent messages per thread in Redis, with a TTL; failures are never fatal.
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, ttl: float = 86400.0,
-                 timeout: float = 0.5) -> None:
+    Calls go through the node's :class:`~runwire.redisguard.RedisGuard` (short timeout,
+    shared Redis breaker): while Redis is away a read is a miss and a write is skipped at
+    once. An invalidation that could not be made leaves a stale page for at most ``ttl``
+    seconds, and only for reads made while the database is down.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, guard: RedisGuard,
+                 ttl: float = 86400.0) -> None:
         self._redis = client
         self._prefix = prefix
         self._ttl = int(ttl)
-        self._timeout = timeout
+        self._guard = guard
 
     def _key(self, thread_id: str) -> str:
         return f"{self._prefix}hist:{thread_id}"
 
     async def get(self, thread_id: str) -> tuple[str, list[dict[str, Any]]] | None:
         try:
-            async with asyncio.timeout(self._timeout):
-                raw = await self._redis.get(self._key(thread_id))
-        except (RedisError, OSError, TimeoutError):
+            raw = await self._guard.call(lambda: self._redis.get(self._key(thread_id)))
+        except RedisUnavailable:
             return None
         if raw is None:
             return None
@@ -68,17 +73,15 @@ class RedisHistoryCache:
         return str(data["owner"]), list(data["messages"])
 
     async def put(self, thread_id: str, owner: str, messages: list[dict[str, Any]]) -> None:
+        value = json.dumps({"owner": owner, "messages": messages})
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._redis.set(self._key(thread_id),
-                                      json.dumps({"owner": owner, "messages": messages}),
-                                      ex=self._ttl)
-        except (RedisError, OSError, TimeoutError):
+            await self._guard.call(lambda: self._redis.set(self._key(thread_id), value,
+                                                           ex=self._ttl))
+        except RedisUnavailable:
             log.debug("history cache write skipped")
 
     async def invalidate(self, thread_id: str) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._redis.delete(self._key(thread_id))
-        except (RedisError, OSError, TimeoutError):
+            await self._guard.call(lambda: self._redis.delete(self._key(thread_id)))
+        except RedisUnavailable:
             log.warning("history cache invalidation failed for %s", thread_id)
