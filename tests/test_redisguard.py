@@ -90,6 +90,7 @@ async def test_rate_limits_fall_back_to_per_node_counts_when_redis_hangs(
         assert max(took) < TIMEOUT + 0.5 and sorted(took)[2] < 0.05, took
     finally:
         private_redis.thaw()
+        await node_a.aclose()
         await guard.aclose()
 
 
