@@ -79,6 +79,30 @@ class PrivatePostgres:
     def stop(self) -> None:
         self._run(f"{self.bin}/pg_ctl", "-D", self.dir, "-w", "-m", "immediate", "stop")
 
+    def _pids(self) -> list[int]:
+        """The postmaster of this cluster and its children (never another cluster's)."""
+        import subprocess
+
+        with open(f"{self.dir}/postmaster.pid") as f:
+            postmaster = int(f.readline())
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)],
+                                  capture_output=True, text=True, check=False).stdout.split()
+        return [postmaster, *(int(pid) for pid in children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole cluster: connections are accepted (the kernel's backlog) but no
+        query is ever answered — a hung or black-holed database."""
+        import signal
+
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        import signal
+
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+
     def destroy(self) -> None:
         import contextlib
         import shutil

@@ -13,7 +13,17 @@ import pytest
 from runwire.client import RunwireClient
 
 from .conftest import missing_service
-from .faults import QUESTION, eventually_ready, private_pg, private_redis, readyz
+from .faults import (
+    QUESTION,
+    Outcome,
+    Pinger,
+    ask_timed,
+    eventually_ready,
+    percentile,
+    private_pg,
+    private_redis,
+    readyz,
+)
 from .nodes import Node
 from .pg import PrivatePostgres
 from .redis_server import PrivateRedis, unique_prefix
@@ -67,6 +77,61 @@ async def test_postgres_stopped_mid_run(private_pg: PrivatePostgres, tmp_path: P
         assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
         assert run["status"] in ("completed", "failed")
         assert len(threads) == 1  # the refused message left nothing behind
+    finally:
+        node.kill()
+
+
+@pytest.mark.postgres
+async def test_postgres_frozen_pings_answered_messages_refused_then_recovery(
+    private_pg: PrivatePostgres, tmp_path: Path,
+) -> None:
+    """A hung database (SIGSTOP: connections accepted, nothing answered) for 10 s."""
+    node = Node(tmp_path / "n", database_url=private_pg.url, jwt_secret=uuid.uuid4().hex * 2,
+                db_timeout=1.0, rate_limit_messages="600/minute")
+    await node.start()
+    try:
+        async with RunwireClient.connect(node.ws_url, node.token()) as c, \
+                RunwireClient.connect(node.ws_url, node.token("pinger")) as p:
+            warm = await ask_timed(c)
+            assert warm.result == "completed", warm
+            stop = asyncio.Event()
+            pinger = Pinger(p)
+            pinging = asyncio.create_task(pinger.run(stop))
+            outcomes: list[Outcome] = []
+            private_pg.freeze()
+            frozen_at = time.monotonic()
+            try:
+                while time.monotonic() - frozen_at < 10:
+                    outcomes.append(await ask_timed(c, "6*7?", timeout=10,
+                                                    thread_id=warm.thread_id))
+                    await asyncio.sleep(0.25)  # ok-sleep: pacing, as a user would
+                code, body = await readyz(node)
+            finally:
+                private_pg.thaw()
+            thawed_at = time.monotonic()
+            stop.set()
+            await pinging
+            assert code == 503 and body["components"]["database"] == "down", body
+            # recovery: the same connection's next message is answered
+            while True:
+                after = await ask_timed(c, "2+2?", timeout=10, thread_id=warm.thread_id)
+                if after.result == "completed":
+                    break
+                assert after.result == "error:storage_unavailable", after
+                assert time.monotonic() - thawed_at < 20, "no recovery"
+                await asyncio.sleep(0.2)  # ok-sleep: pacing retries, as a client would
+            recovered_in = time.monotonic() - thawed_at
+        lat = pinger.latencies
+        figures = {"ping_p50_ms": round(percentile(lat, 0.5) * 1000, 1),
+                   "ping_p99_ms": round(percentile(lat, 0.99) * 1000, 1),
+                   "ping_max_ms": round(max(lat) * 1000, 1),
+                   "messages": [(o.result, round(o.seconds, 2)) for o in outcomes],
+                   "recovered_in_s": round(recovered_in, 2)}
+        print(f"\nfigures: {figures}")
+        assert max(lat) < 2.0, figures
+        assert all(o.seconds < 10 for o in outcomes), figures
+        assert {o.result for o in outcomes} <= {"completed", "error:storage_unavailable"}
+        assert any(o.result == "error:storage_unavailable" for o in outcomes), figures
     finally:
         node.kill()
 
