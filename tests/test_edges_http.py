@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from sqlalchemy import text
 
 from runwire.store import repo
 
+from .backends import BACKENDS, backend_server
 from .conftest import ServerHandle
 from .helpers import api
 from .rawhttp import exchange
@@ -71,14 +73,21 @@ async def test_crafted_cursors_and_numbers_are_client_errors(server: ServerHandl
         assert (await http.get("/api/threads", params={"cursor": ""})).status_code == 200
 
 
-async def test_crafted_ids_in_paths_are_client_errors(server: ServerHandle) -> None:
-    async with api(server) as http:
-        for bad in ["x" * 200, "a b", "%00", "%ED%A0%80", "%2F", "\u00e9", "a%0Ab"]:
+@pytest.mark.parametrize("backend", [
+    pytest.param(b, marks=[pytest.mark.postgres] if b == "postgres" else []) for b in BACKENDS])
+async def test_crafted_ids_in_paths_are_client_errors(
+    backend: str, server_factory: Callable[..., ServerHandle],
+) -> None:
+    """An id that runwire can never have made is a 422 before any query (on PostgreSQL a
+    NUL in a text parameter is refused by the database: it was a 503 and counted by the
+    breaker). A well-formed unknown id stays a 404."""
+    async with backend_server(backend, server_factory) as server, api(server) as http:
+        for bad in ["x" * 200, "a b", "%00", "a%00b", "%ED%A0%80", "\u00e9", "a%0Ab", "%2A"]:
             for path in [f"/api/threads/{bad}", f"/api/threads/{bad}/events",
-                         f"/api/runs/{bad}"]:
-                r = await http.get(path)
-                assert r.status_code in (404, 422), (path, r.status_code, r.headers)
-                assert_problem(r, 404, 422)
+                         f"/api/threads/{bad}/messages", f"/api/runs/{bad}"]:
+                assert_problem(await http.get(path), 422)
+        assert_problem(await http.get("/api/threads/no-such-thread"), 404)
+        assert server.services.db.breaker.state == "closed"
 
 
 async def test_crafted_cursors_never_cut_others_off_the_database(server: ServerHandle) -> None:
@@ -271,3 +280,33 @@ async def test_a_store_bug_on_the_websocket_is_an_internal_error_not_a_breaker_t
         await c.send("ping", request_id="still")
         assert (await c.until(lambda f: f["type"] == "pong"))[-1]["payload"]["request_id"] == "still"
     assert server.services.db.breaker.state == "closed"
+
+
+@pytest.mark.parametrize("backend", [
+    pytest.param(b, marks=[pytest.mark.postgres] if b == "postgres" else []) for b in BACKENDS])
+async def test_nul_in_stored_text_is_a_validation_error(
+    backend: str, server_factory: Callable[..., ServerHandle],
+) -> None:
+    """PostgreSQL refuses NUL in text columns: refused at the edge (422 / validation_error)
+    instead of failing in the store (was a 503 counted by the breaker, then a 500)."""
+    import json
+
+    from .helpers import client
+
+    async with backend_server(backend, server_factory) as server, api(server) as http:
+        assert_problem(await http.post("/api/threads", json={"title": "a\x00b"}), 422)
+        assert_problem(await http.get("/api/search", params={"q": "a\x00b"}), 422)
+        assert_problem(await http.post("/api/runs", json={"content": "a\x00b"}), 422)
+        agui = {"threadId": "t-nul", "runId": "r1", "state": {}, "tools": [], "context": [],
+                "forwardedProps": {}, "messages": [{"id": "m1", "role": "user",
+                                                    "content": "a\x00b"}]}
+        assert_problem(await http.post("/ag-ui", json=agui), 422)
+        async with client(server) as c:
+            await c.send_raw(json.dumps({"type": "user_message", "request_id": "n1",
+                                         "payload": {"content": "a\x00b"}}))
+            err = await c.recv(timeout=10)
+            assert err["payload"]["code"] == "validation_error", err
+            # NUL inside structured context is JSON (escaped), which both stores take.
+            ack, _ = await c.ask("hello", context={"k": "a\x00b"})
+            assert ack["type"] == "message_ack", ack
+        assert server.services.db.breaker.state == "closed"

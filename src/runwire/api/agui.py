@@ -52,6 +52,8 @@ def last_user_text(run: RunAgentInput) -> tuple[str, str | None]:
                 if getattr(part, "type", None) == "text")
             if not text.strip():
                 break
+            if "\x00" in text:  # PostgreSQL refuses NUL in text: say so here, not as a 500
+                raise BadInput("messages: text must not contain NUL (\\u0000)")
             try:
                 return text, _ID.validate_python(message.id)
             except ValidationError:

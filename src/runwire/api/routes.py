@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from runwire.api.deps import Api, User, Writer
 from runwire.api.params import RunId, Seq, ThreadId, encode_cursor, message_cursor, thread_cursor
 from runwire.errors import StorageUnavailable
+from runwire.protocol.frames import storable_text
 from runwire.store.models import Message, Run
 from runwire.threads import ThreadInfo
 
@@ -26,7 +27,8 @@ router = APIRouter(prefix="/api", tags=["api"])
 T = TypeVar("T")
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                  AfterValidator(storable_text)]
 
 
 class ThreadOut(BaseModel):

@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from runwire.api.deps import Api, User
 from runwire.api.params import encode_cursor, int_cursor
 from runwire.api.routes import Limit, Page
+from runwire.protocol.frames import storable_text
 from runwire.store.search import MAX_QUERY
 
 router = APIRouter(prefix="/api", tags=["search"])
@@ -27,7 +28,8 @@ class SearchItem(BaseModel):
 
 @router.get("/search", response_model=Page[SearchItem])
 async def search(api: Api, user: User,
-                 q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY)],
+                 q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY),
+                              AfterValidator(storable_text)],
                  limit: Limit = 20, cursor: str | None = None) -> Page[SearchItem]:
     """The caller's messages (user and assistant) matching the words of `q`, best match
     first. Another user's messages never match. `next_cursor` pages on."""

@@ -11,12 +11,30 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from runwire.protocol.codes import ErrorCode, MultitaskStrategy
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Content = Annotated[str, StringConstraints(min_length=1, max_length=1_000_000)]
+
+
+def storable_text(value: str) -> str:
+    """Pydantic check for text stored in a text column: no NUL (PostgreSQL refuses it in
+    text, so it would fail in the store, far from the input that carried it)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000)")
+    return value
+
+
+Content = Annotated[str, StringConstraints(min_length=1, max_length=1_000_000),
+                    AfterValidator(storable_text)]
 MAX_SEQ = 2**63 - 1  # seqs are 64-bit signed integers in the store
 
 # A UTF-16 surrogate code point, raw or as a JSON escape (``\ud800``..``\udfff``). JSON
