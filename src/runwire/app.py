@@ -195,6 +195,8 @@ class Services:
             "db_pool_overflow": pool["overflow"],
             "bus_up": 1.0 if self.bus.health() == "ok" else 0.0,
             "readiness_database": 1.0 if self.db_ok else 0.0,
+            "bus_subscriptions": self.bus.subscriber_count(),
+            "background_tasks": len(self.tasks),
         }
 
     async def prune_once(self) -> int:
