@@ -92,9 +92,14 @@ def test_token_url_then_a_question_shows_the_tool_call_and_the_streamed_answer(
     tool.locator("summary").click()
     expect(tool.locator("pre").first).to_contain_text('"expression"')
     expect(tool.locator("pre").nth(1)).to_contain_text("84")
+    # The README's pictures: dark (screenshot.png) and light (screenshot-light.png).
     shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "page.png"
-    page.screenshot(path=str(shot))
-    assert shot.stat().st_size > 10_000
+    for scheme, path in (("dark", shot), ("light", shot.with_name(f"{shot.stem}-light.png"))):
+        page.emulate_media(color_scheme=scheme)
+        expect(page.locator("body")).to_have_css(
+            "background-color", "rgb(15, 17, 21)" if scheme == "dark" else "rgb(255, 255, 255)")
+        page.screenshot(path=str(path))
+        assert path.stat().st_size > 10_000
 
 
 def test_reload_shows_the_thread_history(page: Any, server: ServerHandle) -> None:

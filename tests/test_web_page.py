@@ -330,18 +330,22 @@ AXE_RUN = """async () => {
 }"""
 
 
-@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+@pytest.mark.parametrize(("viewport", "scheme"), [(DESKTOP, "dark"), (PHONE, "dark"), (DESKTOP, "light")],
+                         ids=["desktop-dark", "phone-dark", "desktop-light"])
 def test_axe_finds_no_serious_or_critical_violations(
-    browser: Any, server: ServerHandle, viewport: dict[str, int],  # noqa: F811
+    browser: Any, server: ServerHandle, viewport: dict[str, int], scheme: str,  # noqa: F811
 ) -> None:
     from playwright.sync_api import expect
 
     if not AXE.exists():
         missing_service("clients/js/node_modules/axe-core is not installed (make js-test)")
-    context = _context(browser, viewport=viewport, bypass_csp=True)  # to inject axe
+    context = _context(browser, viewport=viewport, color_scheme=scheme,
+                       bypass_csp=True)  # to inject axe
     try:
         p = context.new_page()
         open_chat(p, server)
+        ask(p, "hello")  # Markdown, a highlighted code block, message actions
+        expect(answers(p).last.locator(".code-block")).to_be_visible()
         ask(p, "what is 12*(3+4)?")
         expect(answers(p).last).to_contain_text("84")
         expect(p.get_by_test_id("run-status").last).to_have_attribute("data-status", "completed")

@@ -130,7 +130,11 @@ HELP_TEXT: Final = (
     "- arithmetic — `what is 12*(3+4)?`\n"
     "- time — `what time is it in Tokyo?`\n"
     "- search — `find budget in my threads`\n\n"
-    "Set `RUNWIRE_MODEL` (e.g. `openai-chat:gpt-4o-mini`) to talk to a real model."
+    "To talk to a real model, set `RUNWIRE_MODEL`:\n\n"
+    "```bash\n"
+    "export OPENAI_API_KEY=sk-...\n"
+    "RUNWIRE_MODEL=openai-chat:gpt-4o-mini runwire serve\n"
+    "```"
 )
 
 

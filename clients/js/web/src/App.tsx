@@ -3,9 +3,11 @@ import { useCallback, useEffect, useRef, useState, type ReactNode } from "react"
 import { Banner, blockedBy } from "./components/Banner.tsx";
 import { Composer, type ComposerHandle } from "./components/Composer.tsx";
 import { ConnectionStatus } from "./components/ConnectionStatus.tsx";
+import { ShortcutsHelp, typing } from "./components/Shortcuts.tsx";
 import { Sidebar } from "./components/Sidebar.tsx";
 import { Timeline } from "./components/Timeline.tsx";
 import { useOnline } from "./online.ts";
+import { useTheme } from "./theme.ts";
 import { msUntilExpiry, onTokenStored } from "./token.ts";
 
 /** The selected thread lives in the fragment (#thread=…), so a reload shows it again. */
@@ -49,6 +51,8 @@ export function App({ userId, token }: { userId: string; token: string }): React
   const [followKey, setFollowKey] = useState(0);
   const [, setStopsShown] = useState(0);
   const composer = useRef<ComposerHandle>(null);
+  const [helpOpen, setHelpOpen] = useState(false);
+  const [theme, toggleTheme] = useTheme();
   const select = useCallback((id: string | null) => {
     setCurrent(id);
     setMenuOpen(false);
@@ -77,6 +81,30 @@ export function App({ userId, token }: { userId: string; token: string }): React
     agent.send(text);
     setFollowKey((k) => k + 1);
   };
+  const stop = active && !signedOut ? () => { agent.stop(); setStopsShown((n) => n + 1); } : null;
+  const stopRef = useRef(stop);
+  stopRef.current = stop;
+  let lastAnswerId: string | null = null;
+  if (!active) {
+    for (let i = agent.items.length - 1; i >= 0 && lastAnswerId === null; i -= 1) {
+      const it = agent.items[i];
+      if (it?.kind === "message" && it.role === "assistant") lastAnswerId = it.id;
+    }
+  }
+  // Shortcuts that work anywhere on the page (the composer has Enter / Esc of its own).
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent): void => {
+      const mod = (e.ctrlKey || e.metaKey) && e.shiftKey && !e.altKey;
+      const key = e.key.toLowerCase();
+      if (mod && key === "o") { e.preventDefault(); select(null); composer.current?.focus(); return; }
+      if (mod && key === "s") { e.preventDefault(); stopRef.current?.(); return; }
+      if (typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === "/") { e.preventDefault(); composer.current?.focus(); }
+      else if (e.key === "?") { e.preventDefault(); setHelpOpen(true); }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [select]);
 
   return (
     <div className={`app ${menuOpen ? "menu-open" : ""}`} data-testid="app"
@@ -96,7 +124,15 @@ export function App({ userId, token }: { userId: string; token: string }): React
             )}
           </span>
           <span className="user" title="signed in as">{userId}</span>
+          <button type="button" className="icon" data-testid="theme-toggle" onClick={toggleTheme}
+                  aria-label={`Switch to the ${theme === "light" ? "dark" : "light"} theme`}
+                  title={`Switch to the ${theme === "light" ? "dark" : "light"} theme`}>
+            {theme === "light" ? "☾" : "☀"}
+          </button>
+          <button type="button" className="icon" data-testid="shortcuts-button" aria-label="Keyboard shortcuts"
+                  title="Keyboard shortcuts (?)" onClick={() => setHelpOpen(true)}>?</button>
         </header>
+        {helpOpen && <ShortcutsHelp onClose={() => { setHelpOpen(false); composer.current?.focus(); }} />}
         <Banner connection={connection} online={online} signedOut={expired}
                 onRetry={() => client.reconnectNow()} />
         {agent.load === "error" && !signedOut && (
@@ -105,9 +141,12 @@ export function App({ userId, token }: { userId: string; token: string }): React
         <Timeline items={agent.items} onRetry={agent.retry} onDiscard={agent.discard}
                   onRetryRun={(runId) => { agent.regenerate(runId); setFollowKey((k) => k + 1); }}
                   live={live} busy={streaming && live} queuedStops={client.queuedStops} followKey={followKey}
+                  lastAnswerId={lastAnswerId}
+                  onRegenerate={(runId) => { agent.regenerate(runId); setFollowKey((k) => k + 1); }}
+                  onEdit={(text) => composer.current?.fill(text)}
                   empty={<div className="empty">{current ? "Loading…" : "Ask something to start a new chat."}</div>} />
         <Composer ref={composer} focusKey={current ?? ""} onSend={send} disabledReason={disabledReason}
-                  onStop={active && !signedOut ? () => { agent.stop(); setStopsShown((n) => n + 1); } : null} />
+                  onStop={stop} />
       </main>
     </div>
   );

@@ -6,8 +6,10 @@ import { createRoot } from "react-dom/client";
 import { App } from "./App.tsx";
 import { TokenGate } from "./components/TokenGate.tsx";
 import "./style.css";
+import { applyStoredTheme } from "./theme.ts";
 import { claimsOf, isExpired, newerToken, takeToken } from "./token.ts";
 
+applyStoredTheme();
 const root = createRoot(document.getElementById("root") as HTMLElement);
 
 function gate(reason: "missing" | "expired" | "invalid"): void {

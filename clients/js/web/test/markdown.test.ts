@@ -17,3 +17,19 @@ describe("renderMarkdown", () => {
     expect(html).toContain('rel="noopener noreferrer nofollow"');
   });
 });
+
+describe("code blocks", () => {
+  it("highlights a fence in a known language and gives it a Copy button", () => {
+    const html = renderMarkdown("```python\ndef f(x):\n    return x < 1\n```");
+    expect(html).toContain('class="hljs language-python"');
+    expect(html).toContain('<span class="hljs-keyword">def</span>');
+    expect(html).toContain("x &lt; <span class=\"hljs-number\">1</span>");
+    expect(html).toContain('class="copy-code"');
+  });
+
+  it("leaves other fences plain (escaped) and labels the language", () => {
+    const html = renderMarkdown("```cobol\n<b>DISPLAY</b>\n```");
+    expect(html).toContain('<code class="hljs">&lt;b&gt;DISPLAY&lt;/b&gt;</code>');
+    expect(html).toContain('<span class="lang">cobol</span>');
+  });
+});

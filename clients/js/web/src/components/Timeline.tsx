@@ -1,6 +1,6 @@
 import { isTerminal, type MessageItem, type RunItem, type ThinkingItem, type TimelineItem, type ToolItem } from "@runwire/client";
-import { useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from "react";
-import { renderInline, renderMarkdown } from "../markdown.ts";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState, type MouseEvent, type ReactNode } from "react";
+import { copyText, renderInline, renderMarkdown } from "../markdown.ts";
 
 const MAX_SHOWN = 20_000; // characters of a tool's args/result shown inline
 
@@ -9,9 +9,33 @@ function pretty(value: unknown): string {
   return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN)}\n… (${text.length - MAX_SHOWN} more characters)` : text;
 }
 
+/** "Copy" → "Copied" for a moment: says the click did something. */
+function flash(button: HTMLElement, ok: boolean): void {
+  const was = button.textContent;
+  button.textContent = ok ? "Copied" : "Copy failed";
+  button.dataset.copied = String(ok);
+  setTimeout(() => { button.textContent = was; delete button.dataset.copied; }, 1500);
+}
+
 function Markdown({ text }: { text: string }): ReactNode {
   const html = useMemo(() => renderMarkdown(text), [text]);
-  return <div className="body markdown" dangerouslySetInnerHTML={{ __html: html }} />;
+  // Copy buttons of code blocks live in the rendered HTML: one delegated listener.
+  const onClick = (e: MouseEvent<HTMLDivElement>): void => {
+    const button = (e.target as HTMLElement).closest("button.copy-code");
+    const code = button?.parentElement?.querySelector("pre code");
+    if (!(button instanceof HTMLElement) || !code) return;
+    void copyText(code.textContent ?? "").then((ok) => flash(button, ok));
+  };
+  return <div className="body markdown" onClick={onClick} dangerouslySetInnerHTML={{ __html: html }} />;
+}
+
+function CopyButton({ text }: { text: string }): ReactNode {
+  return (
+    <button type="button" data-testid="copy-message" aria-label="Copy message"
+            onClick={(e) => { const b = e.currentTarget; void copyText(text).then((ok) => flash(b, ok)); }}>
+      Copy
+    </button>
+  );
 }
 
 interface Actions {
@@ -23,9 +47,15 @@ interface Actions {
   live: boolean;
   /** Run ids whose Stop waits for the connection. */
   queuedStops: readonly string[];
+  /** Ask again (a new run with the same question); shown on the last answer. */
+  onRegenerate: (runId: string) => void;
+  /** Put a sent question back in the composer to edit and send as a new run. */
+  onEdit: (text: string) => void;
+  /** The last answer's message id when no run is active (it gets "Regenerate"). */
+  lastAnswerId: string | null;
 }
 
-function Message({ item, onRetry, onDiscard, live }: { item: MessageItem } & Actions): ReactNode {
+function Message({ item, onRetry, onDiscard, live, onRegenerate, onEdit, lastAnswerId }: { item: MessageItem } & Actions): ReactNode {
   const state = item.outbox && item.outbox !== "acked" ? item.outbox
     : item.streaming ? (live ? "streaming" : "paused") : undefined;
   return (
@@ -35,6 +65,19 @@ function Message({ item, onRetry, onDiscard, live }: { item: MessageItem } & Act
       {state === "paused" && <span className="tag" data-testid="paused">paused: waiting for the connection…</span>}
       {item.outbox === "queued" && <span className="tag">waiting for the connection…</span>}
       {item.outbox === "sent" && <span className="tag">sending…</span>}
+      {!item.streaming && item.outbox === null && item.content && (
+        <span className="actions" data-testid="message-actions">
+          <CopyButton text={item.content} />
+          {item.role === "user" && (
+            <button type="button" data-testid="edit-message" aria-label="Edit and send again"
+                    onClick={() => onEdit(item.content)}>Edit</button>
+          )}
+          {item.id === lastAnswerId && item.runId && (
+            <button type="button" data-testid="regenerate" aria-label="Regenerate this answer"
+                    onClick={() => item.runId && onRegenerate(item.runId)}>Regenerate</button>
+          )}
+        </span>
+      )}
       {item.outbox === "failed" && (
         <span className="tag error">
           not sent{" "}
