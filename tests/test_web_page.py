@@ -4,6 +4,7 @@ retry, the composer on a touch screen, /docs without internet, accessibility (ax
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,7 +293,11 @@ def test_a_fourth_tab_is_told_why_and_its_composer_is_disabled(
         expect(fourth.get_by_test_id("conn-banner")).to_have_attribute("data-kind", "too-many-tabs")
         expect(fourth.get_by_test_id("composer-input")).to_be_disabled()
         expect(fourth.get_by_test_id("send-button")).to_be_disabled()
-        tabs[0].close()  # one closed: Reconnect works
+        tabs[0].close()  # one closed: Reconnect works (once the server saw it go)
+        deadline = time.monotonic() + 10
+        while len(server.services.connections.of_user("alice")) > 2:
+            assert time.monotonic() < deadline, "the closed tab's connection stayed"
+            fourth.wait_for_timeout(20)
         fourth.get_by_test_id("banner-retry").click()
         expect(fourth.get_by_test_id("connection-status")).to_have_attribute("data-state", "open")
         expect(fourth.get_by_test_id("composer-input")).to_be_enabled()
