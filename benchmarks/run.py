@@ -246,7 +246,7 @@ def _rows(args: argparse.Namespace, res: Results, logdir: Path, profiles: list[P
                          lambda: cross_node_row(res, logdir, args.quick)))
     if "workers" in chosen:
         rows += _rows_of("streaming capacity, --workers 2", lambda: rows_capacity.workers_rows(
-            res, logdir, res.get("streaming", {})))
+            res, logdir, res.get("streaming", {}), tuple(args.worker_levels)))
     return rows
 
 
@@ -284,6 +284,9 @@ def main() -> None:
                         help=f"comma-separated rows to run (default all): {', '.join(ROWS)}")
     parser.add_argument("--levels", type=_csv(int), default=list(rows_stream.LEVELS),
                         help="streaming row: concurrent streams (default 20,50,100,200)")
+    parser.add_argument("--worker-levels", type=_csv(int),
+                        default=list(rows_capacity.WORKER_LEVELS),
+                        help="--workers 2 rows: concurrent streams (default 100,200)")
     parser.add_argument("--docs", type=Path, default=None,
                         help="where performance.md/png go (default docs/ for a full run, "
                         "the log dir when --rows selects a subset)")
@@ -293,7 +296,8 @@ def main() -> None:
     res: Results = {}
     profiles: list[Profile] = []
     logdir = Path(tempfile.mkdtemp(prefix="runwire-bench-logs-"))
-    full = set(args.rows) == set(ROWS) and args.levels == list(rows_stream.LEVELS)
+    full = set(args.rows) == set(ROWS) and args.levels == list(rows_stream.LEVELS) and \
+        args.worker_levels == list(rows_capacity.WORKER_LEVELS)
     docs: Path = args.docs or (servers.ROOT / "docs" if full else logdir)
     rows = _rows(args, res, logdir, profiles)
     elapsed = time.monotonic() - wall

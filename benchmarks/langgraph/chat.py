@@ -12,7 +12,10 @@ import os
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-llm = ChatOpenAI(model="fake-model", base_url=os.environ["OPENAI_BASE_URL"],
+# The latency rows load this graph too (without a provider): it is only called by the
+# streaming rows, which set OPENAI_BASE_URL.
+llm = ChatOpenAI(model="fake-model",
+                 base_url=os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
                  api_key=os.environ.get("OPENAI_API_KEY", "sk-bench-not-a-real-key"),
                  streaming=True, max_retries=0, timeout=120)
 
