@@ -91,12 +91,14 @@ async def time_resumes(url: str, thread: str, repeats: int = RESUME_REPEATS
     """`repeats` times, on a fresh connection: resume after_seq=0 → replay_complete."""
     times: list[float] = []
     counts: list[int] = []
+    sizes: list[int] = []
     for r in range(repeats):
         reader_col = _Collector()
         established = reader_col.expect(b"connection_established")
         reader = await open_raw(url, "resume", reader_col.on_text)
         try:
             await asyncio.wait_for(established, 10)
+            reader.sizes = sizes = []
             done = reader_col.expect(b"replay_complete")
             t0 = time.perf_counter()
             reader.send_text(json.dumps({"type": "resume", "payload": {
@@ -106,7 +108,37 @@ async def time_resumes(url: str, thread: str, repeats: int = RESUME_REPEATS
             counts.append(reader_col.replayed)
         finally:
             reader.close()
-    return {"times": times, "replayed": min(counts)}
+    return {"times": times, "replayed": min(counts), "sizes": sizes}
+
+
+async def baseline_replay(base: str, ws_url: str, sizes: list[int], repeats: int
+                          ) -> list[float]:
+    """The plain uvicorn + websockets app sending frames of `sizes` to one fresh
+    connection: POST /blast → the last frame, `repeats` times (nothing read from a
+    database: the floor of sending the replay)."""
+    import httpx
+
+    from benchmarks.common import wait_until
+
+    times: list[float] = []
+    last = [0.0]
+
+    def on_text(_: RawClient, __: bytes, now: float) -> None:
+        last[0] = now
+
+    async with httpx.AsyncClient(base_url=base, timeout=RUN_TIMEOUT) as http:
+        for _ in range(repeats):
+            client = await open_raw(ws_url, None, on_text)
+            try:
+                t0 = time.perf_counter()
+                (await http.post("/blast", content=json.dumps({"sizes": sizes}))
+                 ).raise_for_status()
+                await wait_until(lambda c=client: c.frames >= len(sizes), RUN_TIMEOUT,
+                                 "baseline replay frames")
+                times.append(last[0] - t0)
+            finally:
+                client.close()
+    return times
 
 
 async def cross_node(url_a: str, url_b: str, runs: int = CROSS_RUNS) -> dict[str, list[float]]:
