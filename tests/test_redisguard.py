@@ -10,7 +10,9 @@ from collections.abc import Callable
 import pytest
 from limits.aio.storage import RedisStorage
 
+from runwire.bus.redis import RedisBus
 from runwire.errors import ConfigError
+from runwire.protocol.envelope import Envelope
 from runwire.ratelimit import RateLimiter
 from runwire.redisguard import RedisGuard, RedisUnavailable, client_options, redis_client
 from runwire.settings import load_settings
@@ -91,6 +93,35 @@ async def test_rate_limits_fall_back_to_per_node_counts_when_redis_hangs(
     finally:
         private_redis.thaw()
         await node_a.aclose()
+        await guard.aclose()
+
+
+@pytest.mark.redis
+async def test_publish_to_a_hung_redis_delivers_locally_and_stops_waiting(
+        private_redis: PrivateRedis) -> None:
+    """publish runs under a run's emit lock: it may wait at most the timeout, twice, and
+    then not at all; local subscribers get every envelope either way."""
+    guard = RedisGuard(private_redis.url, timeout=TIMEOUT)
+    bus = RedisBus(private_redis.url, node_id="a", prefix=unique_prefix(), guard=guard)
+    await bus.start()
+    got: list[Envelope] = []
+    try:
+        await until(lambda: bus.health() == "ok")
+        async with bus.subscribe("alice", got.append):
+            private_redis.freeze()
+            took = []
+            for seq in range(1, 51):
+                started = time.monotonic()
+                await bus.publish(Envelope(user_id="alice", type="agent_thinking",
+                                           text="{}", thread_id="t", seq=seq, run_id="r"))
+                took.append(time.monotonic() - started)
+            assert [e.seq for e in got] == list(range(1, 51))
+            assert sum(t > TIMEOUT * 0.9 for t in took) <= 2, took
+            assert max(took) < TIMEOUT + 0.5 and sorted(took)[-3] < 0.01, took
+            assert bus.health() == "degraded"
+    finally:
+        private_redis.thaw()
+        await bus.aclose()
         await guard.aclose()
 
 
