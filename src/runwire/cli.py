@@ -88,16 +88,21 @@ def token(
     user: Annotated[str, typer.Option("--user", help="User id (the token's sub).")],
     scope: Annotated[str, typer.Option(help="Space-separated scopes granted.")] = "",
     ttl: Annotated[float, typer.Option(help="Lifetime in seconds.", min=1)] = 86400.0,
+    url: Annotated[bool, typer.Option(
+        "--url", help="Print a login URL for the chat page instead of the bare token.")] = False,
+    base: Annotated[str, typer.Option(
+        help="The server's address, for --url.")] = "http://127.0.0.1:8000",
 ) -> None:
     """Print a token that the server started with the same settings accepts."""
     from runwire.auth import TokenService
 
     settings = _settings()
     try:
-        typer.echo(TokenService(settings).issue(user, scopes=scope, ttl=ttl))
+        issued = TokenService(settings).issue(user, scopes=scope, ttl=ttl)
     except ConfigError as exc:
         typer.echo(f"runwire: {exc}", err=True)
         raise typer.Exit(2) from None
+    typer.echo(f"{base.rstrip('/')}/#token={issued}" if url else issued)
 
 
 @app.command()
@@ -125,12 +130,30 @@ def chat(
     token: Annotated[str, typer.Option(envvar="RUNWIRE_TOKEN", help="Use this token.")] = "",
     thread: Annotated[str, typer.Option(help="Continue this thread id.")] = "",
 ) -> None:
-    """Chat in the terminal, with live streaming of thinking, tools and the answer."""
-    from runwire.auth import TokenService
+    """Chat in the terminal, with live streaming of thinking, tools and the answer.
+
+    Without --token, a token is made with the server's secret: RUNWIRE_JWT_SECRET, or the
+    jwt_secret file in RUNWIRE_DATA_DIR (run it where `runwire serve` runs). Nothing is
+    created when there is none. Exits 1 when it cannot connect or the token is refused,
+    130 after Ctrl-C.
+    """
+    from runwire.auth import SECRET_FILE, TokenService
     from runwire.chat import run_chat
 
     if not token:
-        token = TokenService(_settings()).issue(user or _default_user(), ttl=86400)
+        settings = _settings()
+        if settings.jwt_secret is None and not (settings.data_dir / SECRET_FILE).exists():
+            typer.echo(
+                f"runwire chat: no token, and no server secret to make one with (neither "
+                f"RUNWIRE_JWT_SECRET nor {settings.data_dir / SECRET_FILE}). Run it where "
+                "`runwire serve` runs (same RUNWIRE_DATA_DIR), or pass --token / "
+                "RUNWIRE_TOKEN (`runwire token --user NAME` there).", err=True)
+            raise typer.Exit(2)
+        try:
+            token = TokenService(settings).issue(user or _default_user(), ttl=86400)
+        except ConfigError as exc:
+            typer.echo(f"runwire chat: {exc}", err=True)
+            raise typer.Exit(2) from None
     sys.exit(asyncio.run(run_chat(url, token, thread or None)))
 
 
