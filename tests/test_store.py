@@ -9,13 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runwire.errors import NotFound, StorageUnavailable
 from runwire.protocol.envelope import utc_now
-from runwire.store import eventlog, repo, search
+from runwire.store import eventlog, repo, runqueue, search
 from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
 from runwire.store.models import Base, Event, Message, Run
@@ -81,13 +81,13 @@ async def test_concurrent_appends_get_gapless_unique_seqs(db: Database) -> None:
 
     async def writer(n: int) -> None:
         for i in range(10):
-            async with db.write() as s:
-                await eventlog.append(s, "u", thread.id, [NewEvent("agent_thinking", {"n": n, "i": i})] * (1 + i % 3))
+            events = [NewEvent("agent_thinking", {"n": n, "i": i})] * (1 + i % 3)
+            await db.transaction(lambda c, ev=events: eventlog.append(c, "u", thread.id, ev))
 
     await asyncio.gather(*(writer(n) for n in range(5)))
     async with db.read() as s:
         seqs = list(await s.scalars(select(Event.seq).where(Event.thread_id == thread.id).order_by(Event.seq)))
-        bounds = await eventlog.bounds(s, thread.id)
+    bounds = await db.query(lambda c: eventlog.bounds(c, thread.id))
     assert seqs == list(range(1, len(seqs) + 1))
     assert bounds.last == len(seqs) == 5 * sum(1 + i % 3 for i in range(10))
 
@@ -97,20 +97,17 @@ async def test_a_failed_transaction_leaves_no_message_run_or_seq(db: Database) -
         thread = await repo.create_thread(s, "u", "t")
         await repo.add_message(s, user_id="u", thread_id=thread.id, message_id="m1", role="user",
                                content="first", run_id=None)
-    async def message_run_and_event_with_a_duplicate_id() -> None:
-        async with db.write() as s:
-            run = await repo.create_run(s, user_id="u", thread_id=thread.id, message_id="m1",
-                                        agent="supervisor", request={})
-            await eventlog.append(s, "u", thread.id, [NewEvent("message_created", {})])
-            await repo.add_message(s, user_id="u", thread_id=thread.id, message_id="m1",
-                                   role="user", content="dup", run_id=run.id)
+    def message_run_and_event_with_a_duplicate_id(c: Connection) -> None:
+        eventlog.append(c, "u", thread.id, [NewEvent("message_created", {})])
+        runqueue.enqueue(c, user_id="u", thread_id=thread.id, message_id="m1", resend=False,
+                         content="dup", agent="supervisor", request={}, reject_if_busy=False)
 
     with pytest.raises(IntegrityError):
-        await message_run_and_event_with_a_duplicate_id()
+        await db.transaction(message_run_and_event_with_a_duplicate_id)
     async with db.read() as s:
         assert len(list(await s.scalars(select(Run)))) == 0
         assert len(list(await s.scalars(select(Message)))) == 1
-        assert (await eventlog.bounds(s, thread.id)).last == 0
+    assert (await db.query(lambda c: eventlog.bounds(c, thread.id))).last == 0
 
 
 async def test_owner_scoping_hides_other_users_threads(db: Database) -> None:
@@ -200,18 +197,21 @@ async def test_prune_keeps_a_contiguous_suffix_and_active_runs(db: Database) -> 
         thread = await repo.create_thread(s, "u", "t")
         done = await repo.create_run(s, user_id="u", thread_id=thread.id, message_id="a",
                                      agent="x", request={})
-        await repo.mark_ended(s, done.id, "completed")
-        await eventlog.append(s, "u", thread.id, [NewEvent("agent_thinking", {}, done.id)] * 10)
         active = await repo.create_run(s, user_id="u", thread_id=thread.id, message_id="b",
                                        agent="x", request={})
-        await eventlog.append(s, "u", thread.id, [NewEvent("agent_thinking", {}, active.id)] * 5)
+
+    def events(c: Connection) -> None:
+        assert runqueue.end(c, done.id, "completed", node_id=None)
+        eventlog.append(c, "u", thread.id, [NewEvent("agent_thinking", {}, done.id)] * 10)
+        eventlog.append(c, "u", thread.id, [NewEvent("agent_thinking", {}, active.id)] * 5)
+
+    await db.transaction(events)
     async with db.write() as s:
         deleted = await eventlog.prune(s, keep_events=3, max_age=timedelta(hours=24))
-    async with db.read() as s:
-        b = await eventlog.bounds(s, thread.id)
+    b = await db.query(lambda c: eventlog.bounds(c, thread.id))
     assert deleted == 10 and (b.first, b.last) == (11, 15)  # the active run's 5 stay
+    await db.transaction(lambda c: runqueue.end(c, active.id, "completed", node_id=None))
     async with db.write() as s:
-        await repo.mark_ended(s, active.id, "completed")
         assert await eventlog.prune(s, keep_events=100, max_age=timedelta(0),
                                     now=utc_now() + timedelta(seconds=1)) == 5
 
@@ -290,14 +290,16 @@ async def test_a_runs_model_messages_are_stored_with_its_end_and_read_by_its_own
                                     agent="x", request={})
         await repo.add_message(s, user_id="alice", thread_id=thread.id, message_id="q1",
                                role="user", content="question", run_id=run.id)
-        assert await repo.mark_ended(s, run.id, "completed", model_messages=big)
+        assert await s.run_sync(lambda ss: runqueue.end(
+            ss.connection(), run.id, "completed", node_id=None, model_messages=big))
         # Rows of another user under the same thread id (runwire never writes them): the
         # history query must not trust the thread id alone.
         other = await repo.create_run(s, user_id="bob", thread_id=thread.id, message_id="b1",
                                       agent="x", request={})
         await repo.add_message(s, user_id="bob", thread_id=thread.id, message_id="b1",
                                role="user", content="bob's secret", run_id=other.id)
-        assert await repo.mark_ended(s, other.id, "completed", model_messages="[]")
+        assert await s.run_sync(lambda ss: runqueue.end(
+            ss.connection(), other.id, "completed", node_id=None, model_messages="[]"))
         current = await repo.add_message(s, user_id="alice", thread_id=thread.id,
                                          message_id="q2", role="user", content="now",
                                          run_id=None)

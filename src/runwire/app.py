@@ -167,8 +167,7 @@ class Services:
             bus.on_reconnect = gateway.catch_up
             bus.on_lag = metrics.bus_lag.labels(settings.node_id).observe
             await bus.start()
-        await runs.recover()
-        runs.start()
+        await runs.start()
         tasks.keep_running("event-retention", services._prune_forever)
         tasks.keep_running("idle-connections",
                            lambda: gateway.sweep_idle(runs.scheduler.has_user))

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runwire.bus.base import Bus
 from runwire.errors import NotFound
 from runwire.protocol.envelope import Envelope, encode
-from runwire.store import repo
+from runwire.store import repo, runqueue
 from runwire.store.cache import HistoryCache
 from runwire.store.db import Database
 from runwire.store.models import Thread
@@ -109,7 +109,7 @@ class ThreadService:
         try:
             async with self._db.write() as session:
                 info = ThreadInfo.of(await repo.create_thread(
-                    session, user_id, repo.title_from(title), thread_id=thread_id))
+                    session, user_id, runqueue.title_from(title), thread_id=thread_id))
         except IntegrityError:  # created meanwhile (by this user, or another one)
             return await self.ensure(user_id, thread_id, title=title)
         await self.announce_created(user_id, info)

@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from typing import Protocol
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from runwire.agents.history import thread_history
 from runwire.agents.scope import AgentOutcome, HistoryMessage, MessageSearch, RunScope
@@ -23,11 +20,11 @@ from runwire.errors import AgentFailure, LeaseLost, NotFound, StorageUnavailable
 from runwire.ids import MessageId, RunId, ThreadId, UserId, new_id
 from runwire.metrics import Metrics
 from runwire.protocol.codes import RunStatus
+from runwire.runs.lifecycle import AlreadyEnded, Ending, RunLifecycle
 from runwire.runs.scheduler import RunTicket
 from runwire.settings import Settings
-from runwire.store import repo, runqueue
+from runwire.store import repo
 from runwire.store.db import Database
-from runwire.store.eventlog import NewEvent
 from runwire.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -43,16 +40,14 @@ class AgentExecutor(Protocol):
     def has_agent(self, name: str) -> bool: ...
 
 
-class AlreadyEnded(Exception):
-    """The run's row already moved on (fencing): write nothing."""
-
-
 class RunExecutor:
     """Runs claimed tickets through the agent runtime and ends them."""
 
-    def __init__(self, *, settings: Settings, db: Database, runtime: AgentExecutor,
-                 metrics: Metrics, search: MessageSearch, tracing: Tracing | None = None) -> None:
+    def __init__(self, *, settings: Settings, db: Database, lifecycle: RunLifecycle,
+                 runtime: AgentExecutor, metrics: Metrics, search: MessageSearch,
+                 tracing: Tracing | None = None) -> None:
         self._settings = settings
+        self._lifecycle = lifecycle
         self._tracing = tracing or Tracing(None, node_id=settings.node_id)
         self._db = db
         self._runtime = runtime
@@ -68,7 +63,7 @@ class RunExecutor:
         node = self._settings.node_id
         if ticket.received_at:
             self._metrics.queue_wait.labels(node).observe(started - ticket.received_at)
-        self._fence(ticket)
+        self._lifecycle.start(ticket.emitter)
         if ticket.received_at:
             self._metrics.start_latency.labels(node).observe(
                 time.monotonic() - ticket.received_at)
@@ -89,12 +84,12 @@ class RunExecutor:
                 status, failure = "failed", AgentFailure(
                     "internal", "the server shut down before the run finished", retryable=True)
             elif ticket.cancel_reason == "lease_lost":
-                await ticket.emitter.aclose()  # another node ends it; write nothing
+                ticket.emitter.aclose()  # another node ends it; write nothing
                 return
             else:
                 status = "cancelled"
         except LeaseLost:
-            await ticket.emitter.aclose()
+            ticket.emitter.aclose()
             return
         except TimeoutError:
             if deadline.expired():
@@ -113,17 +108,6 @@ class RunExecutor:
             status, failure = "failed", AgentFailure("internal", "internal error", retryable=False)
         await self.end(ticket, status, failure, started=started, outcome=outcome,
                        assistant_id=assistant_id)
-
-    def _fence(self, ticket: RunTicket) -> None:
-        """From now on every event of the run commits only while this node holds it
-        (`agent_started` was committed with the claim)."""
-        node = self._settings.node_id
-
-        async def owner(session: AsyncSession) -> None:
-            if not await runqueue.is_owner(session, ticket.run_id, node):
-                raise LeaseLost(ticket.run_id)
-
-        ticket.emitter.fence = owner
 
     async def _scope(self, ticket: RunTicket, assistant_id: MessageId) -> RunScope:
         run = ticket.run
@@ -165,69 +149,30 @@ class RunExecutor:
         assistant_id: str | None = None,
         queued: bool = False,
     ) -> bool:
-        """Store how the run ended (answer + status + terminal event, one transaction).
-
-        Returns False when the run had already ended (nothing written).
-        """
+        """Store how the run ended (answer + status + terminal event, one transaction with
+        its last events). Returns False when the run had already ended (nothing written)."""
         ticket.ending = True
         emitter = ticket.emitter
-        emitter.fence = None  # the conditional status update below is the fence
         content = outcome.content if outcome is not None else (
             emitter.streamed.get(assistant_id, "") if assistant_id else "")
-        usage = dict(outcome.usage) if outcome is not None else {}
         duration_ms = int((time.monotonic() - started) * 1000) if started is not None else 0
-        events = self._terminal_events(ticket, status, failure, content, usage, duration_ms,
-                                       assistant_id)
-
-        async def finish(session: AsyncSession) -> None:
-            if not await repo.mark_ended(
-                session, ticket.run_id, status,
-                node_id=None if queued else self._settings.node_id,
-                error_code=failure.code if failure else None,
-                error_message=failure.message if failure else None, usage=usage,
-                model_messages=outcome.messages if outcome is not None else None,
-            ):
-                raise AlreadyEnded
-            if content and assistant_id:
-                await repo.add_message(
-                    session, user_id=ticket.user_id, thread_id=ticket.thread_id,
-                    message_id=assistant_id, role="assistant", content=content,
-                    run_id=ticket.run_id)
-
+        ending = Ending(status, failure, content, assistant_id,
+                        dict(outcome.usage) if outcome is not None else {}, duration_ms,
+                        outcome.messages if outcome is not None else None)
         try:
             # The end must be stored: keep retrying through a database outage (bounded;
             # past it the run's lease expires and another node ends it).
-            await emitter.commit(events, extra=finish, retry_for=END_RETRY_SECONDS)
+            await self._lifecycle.end(emitter, ticket.agent, ending, queued=queued,
+                                      retry_for=END_RETRY_SECONDS)
         except AlreadyEnded:
             return False
-        except (StorageUnavailable, NotFound):
+        except (StorageUnavailable, NotFound, LeaseLost):
             log.error("could not store the end of run %s", ticket.run_id)
             return False
-        finally:
-            await emitter.aclose()
         self._count(status, failure, duration_ms if started is not None else None)
         log.info("run ended status=%s code=%s duration_ms=%d", status,
                  failure.code if failure else "-", duration_ms)
         return True
-
-    def _terminal_events(self, ticket: RunTicket, status: RunStatus,
-                         failure: AgentFailure | None, content: str, usage: dict[str, int],
-                         duration_ms: int, assistant_id: str | None) -> Sequence[NewEvent]:
-        events: list[NewEvent] = []
-        if content and assistant_id:
-            events.append(NewEvent("agent_response", {
-                "agent_name": ticket.agent, "message_id": assistant_id, "content": content},
-                ticket.run_id))
-        if failure is None:
-            events.append(NewEvent("agent_completed", {
-                "status": status, "result": content,
-                "message_id": assistant_id if content else None,
-                "usage": usage, "duration_ms": duration_ms}, ticket.run_id))
-        else:
-            events.append(NewEvent("agent_error", {
-                "code": failure.code, "message": failure.message,
-                "retryable": failure.retryable}, ticket.run_id))
-        return events
 
     def _count(self, status: RunStatus, failure: AgentFailure | None,
                duration_ms: int | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,14 +20,10 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 
 from runwire import logs
-from runwire.bus.base import Bus
 from runwire.errors import StorageUnavailable
-from runwire.protocol.envelope import Envelope
-from runwire.runs.emitter import RunEmitter, publish_all
-from runwire.store import eventlog, runqueue
-from runwire.store.db import Database
-from runwire.store.eventlog import NewEvent
-from runwire.store.models import Run
+from runwire.runs.emitter import RunEmitter
+from runwire.runs.lifecycle import RunLifecycle
+from runwire.store.runqueue import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +43,7 @@ class RunTicket:
     cancel_reason: CancelReason | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     received_at: float = 0.0  # time.monotonic() when the user message arrived (if here)
-    run: Run | None = field(default=None, repr=False)
+    run: RunRecord | None = field(default=None, repr=False)
     # Set when the run starts storing its end: from then on nothing cancels it (its own
     # conditional end decides; a cancel there would only skip publishing what committed).
     ending: bool = False
@@ -68,20 +65,16 @@ class RunScheduler:
     def __init__(
         self,
         *,
-        db: Database,
-        bus: Bus,
-        node_id: str,
+        lifecycle: RunLifecycle,
         capacity: int,
-        ticket_for: Callable[[Run], RunTicket],
+        ticket_for: Callable[[RunRecord], RunTicket],
         execute: Callable[[RunTicket], Awaitable[None]],
-        on_expired: Callable[[Run], Awaitable[None]],
+        on_expired: Callable[[RunRecord], Awaitable[None]],
         on_tick: Callable[[], Awaitable[None]],
         lease: float,
         poll_interval: float = 0.5,
     ) -> None:
-        self._db = db
-        self._bus = bus
-        self._node = node_id
+        self._lifecycle = lifecycle
         self.capacity = capacity
         self._ticket_for = ticket_for
         self._execute = execute
@@ -95,6 +88,7 @@ class RunScheduler:
         self._loops: list[asyncio.Task[None]] = []
         self.accepting = True
         self.claimer_ok = True
+        self.last_claim_at = 0.0  # time.monotonic() when the last claim round began
 
     @property
     def running(self) -> int:
@@ -126,24 +120,17 @@ class RunScheduler:
 
     async def claim_once(self) -> int:
         free = self.capacity - len(self._running)
-        if free <= 0 or not self.accepting:
+        if not self.accepting:
+            return 0
+        self.last_claim_at = time.monotonic()
+        if free <= 0:
             return 0
         try:
-            async with self._db.write() as session:
-                runs = await runqueue.claim(session, node_id=self._node, limit=free,
-                                            lease=self._lease, skip_locked=not self._db.is_sqlite)
-                # `agent_started` commits with the claim: one transaction, not two.
-                started: list[Envelope] = []
-                for run in runs:
-                    started += await eventlog.append(session, run.user_id, run.thread_id, [
-                        NewEvent("agent_started", {"agent_name": run.agent,
-                                                   "message_id": run.message_id,
-                                                   "run_id": run.id}, run.id)])
+            runs = await self._lifecycle.claim(limit=free, lease=self._lease)
         except IntegrityError:  # another node won a thread: try again at once
             self.wake()
             return 0
         self.claimer_ok = True
-        await publish_all(self._bus, started)
         for run in runs:
             self._start(run)
         return len(runs)
@@ -163,7 +150,7 @@ class RunScheduler:
                 self.claimer_ok = False
                 log.exception("run claimer failed; retrying")
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: RunRecord) -> None:
         ticket = self._ticket_for(run)
         ticket.run = run
         self._running[ticket.run_id] = ticket
@@ -201,9 +188,7 @@ class RunScheduler:
         ids = list(self._running)
         if not ids:
             return
-        async with self._db.write() as session:
-            held = await runqueue.renew(session, node_id=self._node, run_ids=ids,
-                                        lease=self._lease)
+        held = await self._lifecycle.renew(ids, self._lease)
         for run_id in ids:
             ticket = self._running.get(run_id)
             if ticket is None or ticket.ending:
@@ -215,8 +200,7 @@ class RunScheduler:
                 self.cancel_local(run_id, "stopped")
 
     async def sweep_once(self) -> int:
-        async with self._db.read() as session:
-            expired = await runqueue.expired(session)
+        expired = await self._lifecycle.expired()
         for run in expired:
             if run.id not in self._running:
                 await self._on_expired(run)

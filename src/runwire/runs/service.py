@@ -1,10 +1,11 @@
 """The run service: the one place that turns a user message into a stored, queued run,
 and that stops runs.
 
-Accepting is one transaction: thread (found or created) + user message + run (queued) +
-``message_created``; nothing is published before it commits. The queue is the ``runs``
-table: this node's :class:`~runwire.runs.scheduler.RunScheduler` (or any other node's)
-claims the run, :class:`~runwire.runs.executor.RunExecutor` executes and ends it.
+Every transition of a run is :class:`~runwire.runs.lifecycle.RunLifecycle`'s (one
+transaction plus its publish); this service decides which to make. The queue is the
+``runs`` table: this node's :class:`~runwire.runs.scheduler.RunScheduler` (or any other
+node's) claims the run, :class:`~runwire.runs.executor.RunExecutor` executes and ends it,
+and one :class:`~runwire.runs.writer.EventWriter` per node commits every run's events.
 """
 
 from __future__ import annotations
@@ -21,20 +22,22 @@ from sqlalchemy.exc import IntegrityError
 from runwire.agents.scope import SearchHit
 from runwire.auth import Principal
 from runwire.bus.base import Bus
-from runwire.errors import NotFound, StorageUnavailable, ThreadBusy
+from runwire.errors import NotFound, StorageUnavailable
 from runwire.ids import MessageId, ThreadId, UserId, new_id
 from runwire.metrics import Metrics
 from runwire.protocol.codes import MultitaskStrategy
-from runwire.protocol.envelope import Envelope, encode, utc_now
+from runwire.protocol.envelope import utc_now
 from runwire.protocol.frames import SendMessage
-from runwire.runs.emitter import RunEmitter, publish_all
+from runwire.runs.emitter import RunEmitter
 from runwire.runs.executor import AgentExecutor, RunExecutor
+from runwire.runs.lifecycle import RunLifecycle
 from runwire.runs.scheduler import CancelReason, RunScheduler, RunTicket
+from runwire.runs.writer import EventWriter
 from runwire.settings import Settings
-from runwire.store import eventlog, repo, runqueue
+from runwire.store import repo
 from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
-from runwire.store.models import Run
+from runwire.store.runqueue import RunRecord
 from runwire.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,15 @@ class Ack:
                 "run_id": self.run_id, "duplicate": self.duplicate}
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A run this node accepted that is still queued."""
+
+    emitter: RunEmitter
+    received_at: float  # when its user message arrived (latency metrics)
+    accepted_at: float  # when it was stored (queue positions: see _report_positions)
+
+
 class RunService:
     """Accepts messages, schedules runs, executes them and ends them."""
 
@@ -68,10 +80,15 @@ class RunService:
         self._db = db
         self._bus = bus
         self._runtime = runtime
-        self.executor = RunExecutor(settings=settings, db=db, runtime=runtime, metrics=metrics,
-                                    search=self.search, tracing=tracing)
+        self.writer = EventWriter(db=db, bus=bus, node_id=settings.node_id,
+                                  observe=self._observe_event)
+        self.lifecycle = RunLifecycle(db=db, bus=bus, writer=self.writer,
+                                      node_id=settings.node_id)
+        self.executor = RunExecutor(settings=settings, db=db, lifecycle=self.lifecycle,
+                                    runtime=runtime, metrics=metrics, search=self.search,
+                                    tracing=tracing)
         self.scheduler = RunScheduler(
-            db=db, bus=bus, node_id=settings.node_id, capacity=settings.max_concurrent_agents,
+            lifecycle=self.lifecycle, capacity=settings.max_concurrent_agents,
             ticket_for=self._ticket, execute=self.executor.execute,
             on_expired=self.end_expired, on_tick=self._report_positions,
             lease=settings.run_lease_seconds,
@@ -79,7 +96,7 @@ class RunService:
         )
         # Runs this node accepted that are still queued: their emitters report
         # queue positions; the time each message arrived feeds the latency metrics.
-        self._waiting: dict[str, tuple[RunEmitter, float]] = {}
+        self._waiting: dict[str, _Waiting] = {}
         self._positions: dict[str, int] = {}
         self.queue_depth = 0  # queued runs of the whole deployment, as of the last tick
 
@@ -100,56 +117,28 @@ class RunService:
             raise NotFound(f"agent {agent!r} not found")
         strategy: MultitaskStrategy = msg.multitask_strategy or self._settings.multitask_strategy
         message_id = msg.message_id or new_id()
-        created_thread: tuple[str, str] | None = None
-        busy_ids: list[str] = []
         try:
-            async with self._db.write() as session:
-                if msg.message_id is not None:  # a resend: same answer, nothing written
-                    found = await repo.find_message(session, user_id, msg.message_id)
-                    if found is not None and found.run_id is not None:
-                        raise _Duplicate(Ack(found.message_id, found.thread_id, found.run_id,
-                                             duplicate=True))
-                if msg.thread_id is not None:
-                    thread = await repo.get_thread(session, user_id, msg.thread_id)
-                    busy_ids = [r.id for r in await repo.active_runs(session, thread.id)]
-                    if busy_ids and strategy == "reject":
-                        raise ThreadBusy(f"thread {thread.id} has an active run")
-                else:
-                    title = repo.title_from(msg.content)
-                    thread = await repo.create_thread(session, user_id, title)
-                    created_thread = (thread.id, thread.title)
-                run = await repo.create_run(
-                    session, user_id=user_id, thread_id=thread.id, message_id=message_id,
-                    agent=agent,
-                    request={"scopes": sorted(principal.scopes), "context": msg.context,
-                             "settings": msg.settings},
-                )
-                await repo.add_message(
-                    session, user_id=user_id, thread_id=thread.id, message_id=message_id,
-                    role="user", content=msg.content, run_id=run.id,
-                )
-                envelopes = await eventlog.append(session, user_id, thread.id, [
-                    NewEvent("message_created", {"message_id": message_id, "role": "user",
-                                                 "content": msg.content}),
-                ])
-        except _Duplicate as resent:
-            return resent.ack
+            done = await self.lifecycle.accept(
+                user_id=user_id, thread_id=msg.thread_id, message_id=message_id,
+                resend=msg.message_id is not None, content=msg.content, agent=agent,
+                request={"scopes": sorted(principal.scopes), "context": msg.context,
+                         "settings": msg.settings},
+                reject_if_busy=strategy == "reject")
         except IntegrityError:
             # The same message_id raced in on another connection: report that one.
             dup = await self._duplicate(user_id, message_id)
             if dup is None:
                 raise StorageUnavailable("could not store the message") from None
             return dup
-        if created_thread is not None:
-            await self.publish_control(user_id, "thread_created",
-                                       {"thread_id": created_thread[0], "title": created_thread[1]})
-        await publish_all(self._bus, envelopes)
+        if done.duplicate:
+            return Ack(done.message_id, done.thread_id, done.run_id, duplicate=True)
         if strategy == "interrupt":
-            await self.stop_runs([r for r in busy_ids], reason="interrupted")
-        self._waiting[run.id] = (self._emitter(user_id, run.thread_id, run.id),
-                                 received_at or time.monotonic())
+            await self.stop_runs(list(done.busy_run_ids), reason="interrupted")
+        self._waiting[done.run_id] = _Waiting(
+            self.lifecycle.emitter(user_id, done.thread_id, done.run_id),
+            received_at or time.monotonic(), accepted_at=time.monotonic())
         self.scheduler.wake()
-        return Ack(message_id, run.thread_id, run.id, duplicate=False)
+        return Ack(message_id, done.thread_id, done.run_id, duplicate=False)
 
     async def _duplicate(self, user_id: str, message_id: str) -> Ack | None:
         async with self._db.read() as session:
@@ -160,11 +149,7 @@ class RunService:
 
     async def publish_control(self, user_id: str, type: str, payload: Mapping[str, Any]) -> None:
         """Publish a frame that is not part of a thread's log to all the user's tabs."""
-        await publish_all(self._bus, [Envelope(user_id, type, encode(type, payload))])
-
-    def _emitter(self, user_id: str, thread_id: str, run_id: str) -> RunEmitter:
-        return RunEmitter(db=self._db, bus=self._bus, user_id=user_id, thread_id=thread_id,
-                          run_id=run_id, observe=self._observe_event)
+        await self.lifecycle.publish_control(user_id, type, payload)
 
     def _observe_event(self, batch: Sequence[NewEvent], seconds: float) -> None:
         """Metrics from the events a run commits (append latency, tool outcomes)."""
@@ -176,23 +161,23 @@ class RunService:
                 self._metrics.tool_calls.labels(node, str(event.payload.get("tool_name")),
                                                 outcome).inc()
 
-    def _ticket(self, run: Run) -> RunTicket:
+    def _ticket(self, run: RunRecord) -> RunTicket:
         """The ticket of a run this node claimed (it may have been accepted elsewhere)."""
         waiting = self._waiting.pop(run.id, None)
         self._positions.pop(run.id, None)
-        emitter = waiting[0] if waiting else self._emitter(run.user_id, run.thread_id, run.id)
+        emitter = (waiting.emitter if waiting
+                   else self.lifecycle.emitter(run.user_id, run.thread_id, run.id))
         return RunTicket(run.id, run.thread_id, run.user_id, emitter, agent=run.agent,
-                         message_id=run.message_id, received_at=waiting[1] if waiting else 0.0)
+                         message_id=run.message_id,
+                         received_at=waiting.received_at if waiting else 0.0)
 
     async def _report_positions(self) -> None:
         """`agent_progress` with the queue position of runs this node accepted, when the
         position changed. Committed only while the run is still queued."""
-        async with self._db.read() as session:
-            if not self._waiting:
-                self.queue_depth = await runqueue.queued_count(session)
-                return
-            order = await runqueue.queued_ids(session)
+        order = await self.lifecycle.queue()
         self.queue_depth = len(order)
+        if not self._waiting:
+            return
         position_of = {run_id: i for i, run_id in enumerate(order, start=1)}
         for run_id in list(self._waiting):
             position = position_of.get(run_id)
@@ -200,21 +185,12 @@ class RunService:
                 self._waiting.pop(run_id, None)
                 self._positions.pop(run_id, None)
                 continue
-            if self._positions.get(run_id) == position:
-                continue
+            waiting = self._waiting[run_id]
+            if self._positions.get(run_id) == position or (
+                    waiting.accepted_at > self.scheduler.last_claim_at):
+                continue  # unchanged, or no claim round has seen it yet (it may start now)
             self._positions[run_id] = position
-            emitter = self._waiting[run_id][0]
-
-            async def still_queued(session: Any, rid: str = run_id) -> None:
-                if not await runqueue.is_queued(session, rid):
-                    raise _NotQueued
-
-            try:
-                await emitter.commit([NewEvent("agent_progress", {
-                    "message": f"Queued (position {position})", "queue_position": position},
-                    run_id)], extra=still_queued)
-            except _NotQueued:
-                continue
+            await self.lifecycle.progress(waiting.emitter, position)
 
     # ---- stopping ----------------------------------------------------------------------
 
@@ -249,21 +225,19 @@ class RunService:
             if self.scheduler.cancel_local(run_id, reason):
                 count += 1
                 continue
-            async with self._db.read() as session:
-                run = await session.get(Run, run_id)
+            run = await self.lifecycle.record(run_id)
             if run is None:
                 continue
             if run.status == "queued":
                 ticket = RunTicket(run.id, run.thread_id, run.user_id,
-                                   self._emitter(run.user_id, run.thread_id, run.id),
+                                   self.lifecycle.emitter(run.user_id, run.thread_id, run.id),
                                    agent=run.agent, message_id=run.message_id)
                 if await self.executor.end(ticket, "cancelled", None, started=None,
                                            queued=True):
                     self._waiting.pop(run_id, None)
                     count += 1
                     continue
-            async with self._db.write() as session:  # running on another node
-                await runqueue.request_cancel(session, run_id)
+            await self.lifecycle.request_cancel(run_id)  # running on another node
             await self._bus.publish_control(f"cancel:{run_id}:{reason}")
             count += 1
         return count
@@ -285,28 +259,14 @@ class RunService:
         return [SearchHit(ThreadId(m.thread_id), title, MessageId(m.message_id), m.role, m.content)
                 for m, title in rows]
 
-    async def end_expired(self, run: Run, *, any_lease: bool = False) -> None:
+    async def end_expired(self, run: RunRecord, *, any_lease: bool = False) -> None:
         """End (or requeue, with RETRY_LOST_RUNS) a run whose node died: one terminal event,
         whichever node gets there first."""
         requeue = self._settings.retry_lost_runs
         # any_lease: at an embedded node's start every running run is its dead predecessor's
         horizon = utc_now() + timedelta(days=3650) if any_lease else None
-        emitter = self._emitter(run.user_id, run.thread_id, run.id)
-
-        async def take(session: Any) -> None:
-            if not await runqueue.take_expired(session, run.id, now=horizon, requeue=requeue):
-                raise _NotQueued
-
-        event = (NewEvent("agent_progress", {"message": "Retrying on another node"}, run.id)
-                 if requeue else NewEvent("agent_error", {
-                     "code": "node_lost", "message": "the node running this run stopped",
-                     "retryable": True}, run.id))
-        try:
-            await emitter.commit([event], extra=take)
-        except _NotQueued:
+        if not await self.lifecycle.expire(run, requeue=requeue, now=horizon):
             return
-        finally:
-            await emitter.aclose()
         if requeue:
             self.scheduler.wake()
         else:
@@ -318,25 +278,17 @@ class RunService:
         With a shared database, leases expire instead (other nodes may be alive)."""
         if not self._settings.embedded:
             return
-        async with self._db.read() as session:
-            runs = [r for r in await repo.unfinished_runs(session) if r.status == "running"]
-        for run in runs:
+        for run in await self.lifecycle.running():
             await self.end_expired(run, any_lease=True)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start the writer, end what a dead predecessor left running, start claiming."""
+        self.writer.start()
+        await self.recover()
         self.scheduler.start()
 
     async def drain(self, grace: float) -> None:
+        """Stop claiming, let runs finish (`grace` s), end the rest, then commit and
+        publish what is pending."""
         await self.scheduler.drain(grace)
-
-
-class _Duplicate(Exception):
-    """The message was stored before: answer with its original thread and run."""
-
-    def __init__(self, ack: Ack) -> None:
-        super().__init__(ack.message_id)
-        self.ack = ack
-
-
-class _NotQueued(Exception):
-    """A conditional update found the run already moved on."""
+        await self.writer.aclose()

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -41,6 +42,8 @@ from runwire.breaker import CircuitBreaker, CircuitOpen
 from runwire.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x72756E77  # "runw": pg advisory lock so N nodes migrate once
@@ -89,6 +92,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+def _manual_transactions(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_conn.isolation_level = None  # the driver begins nothing; `_begin_immediate` does
+
+
+def _begin_immediate(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Database:
     """Owns the engine and hands out short transactions.
 
@@ -119,6 +130,23 @@ class Database:
         # SQLite has one writer: serialising write transactions in-process avoids
         # SQLITE_BUSY on lock upgrades; PostgreSQL uses row locks instead.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # Hot paths on SQLite (see `transaction`): a synchronous engine driven from one
+        # thread for writes and one for reads, so a whole unit of work is one thread hop
+        # instead of one hop per statement (aiosqlite).
+        self._sync: dict[str, Engine] = {}
+        self._threads: dict[str, ThreadPoolExecutor] = {}
+        if self.is_sqlite:
+            for role in ("write", "read"):
+                engine = self._sync[role] = create_engine(
+                    url.replace("+aiosqlite", "+pysqlite", 1),
+                    connect_args={"timeout": 5, "check_same_thread": False})
+                event.listen(engine, "connect", _sqlite_pragmas)
+                self._threads[role] = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix=f"runwire-sqlite-{role}")
+            # The writer takes SQLite's write lock when it begins (BEGIN IMMEDIATE): its
+            # checks and writes are one atomic unit, even against other processes.
+            event.listen(self._sync["write"], "connect", _manual_transactions)
+            event.listen(self._sync["write"], "begin", _begin_immediate)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -136,13 +164,7 @@ class Database:
             self.breaker.success()  # the database answered
             raise
         except Exception as exc:
-            failure = classify_failure(exc)
-            if failure == "bug":
-                raise
-            if failure == "down":
-                self.breaker.failure()
-            log.warning("database write failed: %s", type(exc).__name__)
-            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+            self._failed(exc, "write")
         self.breaker.success()
 
     @contextlib.asynccontextmanager
@@ -153,14 +175,71 @@ class Database:
             async with asyncio.timeout(self.timeout), self._sessions() as session:
                 yield session
         except Exception as exc:
-            failure = classify_failure(exc)
-            if failure == "bug":
-                raise
-            if failure == "down":
-                self.breaker.failure()
-            log.warning("database read failed: %s", type(exc).__name__)
-            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+            self._failed(exc, "read")
         self.breaker.success()
+
+    async def transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` (SQLAlchemy Core on a synchronous connection) as one write
+        transaction: committed when it returns, rolled back when it raises.
+
+        On SQLite the whole transaction runs in the database's writer thread (one hop);
+        on PostgreSQL it runs on an asyncpg connection through ``run_sync``. `work` must
+        not block on anything but the database.
+
+        Raises:
+            StorageUnavailable: the database failed or timed out; nothing was written.
+            IntegrityError: a constraint was violated (nothing was written).
+        """
+        return await self._unit(work, write=True)
+
+    async def query(self, work: Callable[[Connection], T]) -> T:
+        """Like :meth:`transaction` for reads: nothing is committed; on SQLite it runs in
+        the reader thread, so reads never wait behind the writer."""
+        return await self._unit(work, write=False)
+
+    async def _unit(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        self._check_breaker()
+        kind = "write" if write else "read"
+        try:
+            async with asyncio.timeout(self.timeout):
+                if not self._sync:
+                    async with (self.engine.begin() if write else self.engine.connect()) as conn:
+                        result = await conn.run_sync(work)
+                else:
+                    loop = asyncio.get_running_loop()
+                    call = self._run_write if write else self._run_read
+                    if write and self._write_lock is not None:
+                        async with self._write_lock:
+                            result = await loop.run_in_executor(self._threads[kind], call, work)
+                    else:
+                        result = await loop.run_in_executor(self._threads[kind], call, work)
+        except IntegrityError:
+            self.breaker.success()  # the database answered
+            raise
+        except Exception as exc:
+            self._failed(exc, kind)
+        self.breaker.success()
+        return result
+
+    def _failed(self, exc: Exception, kind: str) -> NoReturn:
+        """Raise what a failed unit of work means (see :func:`classify_failure`): a bug as
+        it is, an unavailable database as StorageUnavailable (counted by the breaker when
+        it is down, not when it was a transient conflict)."""
+        failure = classify_failure(exc)
+        if failure == "bug":
+            raise exc
+        if failure == "down":
+            self.breaker.failure()
+        log.warning("database %s failed: %s", kind, type(exc).__name__)
+        raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    def _run_write(self, work: Callable[[Connection], T]) -> T:
+        with self._sync["write"].begin() as conn:
+            return work(conn)
+
+    def _run_read(self, work: Callable[[Connection], T]) -> T:
+        with self._sync["read"].connect() as conn:
+            return work(conn)
 
     def _check_breaker(self) -> None:
         try:
@@ -215,3 +294,7 @@ class Database:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
+        for thread in self._threads.values():
+            thread.shutdown(wait=True)
+        for engine in self._sync.values():
+            engine.dispose()

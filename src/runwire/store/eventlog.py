@@ -1,6 +1,7 @@
 """The per-thread event log: gapless seq allocation, reads for replay, retention.
 
-Appending is part of the caller's write transaction: ``UPDATE threads SET last_seq =
+Appending is part of the caller's write transaction (SQLAlchemy Core on the synchronous
+connection of :meth:`~runwire.store.db.Database.transaction`): ``UPDATE threads SET last_seq =
 last_seq + n ... RETURNING last_seq`` then the INSERTs. The row lock serialises writers
 of one thread (across nodes on PostgreSQL); a rollback takes the counter back with it, so
 a seq is never skipped or reused. Only committed events are ever published or sent.
@@ -14,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import NoResultFound
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runwire.errors import NotFound
@@ -49,28 +49,25 @@ def _allocate_statement() -> Any:
             .returning(Thread.last_seq))
 
 
-async def append(
-    session: AsyncSession, user_id: str, thread_id: str, events: Sequence[NewEvent]
-) -> list[Envelope]:
-    """Allocate seqs for `events` and insert them; returns their envelopes.
+@functools.cache
+def _insert_statement() -> Any:
+    return insert(Event)
 
-    Raises:
-        NotFound: the thread does not exist (deleted meanwhile).
-    """
-    if not events:
-        return []
-    now = utc_now()
-    result = await session.execute(_allocate_statement(),
-                                   {"thread": thread_id, "n": len(events), "now": now})
-    try:
-        last = int(result.scalar_one())
-    except NoResultFound:
-        raise NotFound(f"thread {thread_id} not found") from None
-    first = last - len(events) + 1
+
+def allocate(conn: Connection, thread_id: str, n: int, now: datetime) -> int | None:
+    """Reserve `n` seqs of a thread; returns the last one, None when the thread is gone."""
+    last = conn.execute(_allocate_statement(),
+                        {"thread": thread_id, "n": n, "now": now}).scalar_one_or_none()
+    return None if last is None else int(last)
+
+
+def encode_events(user_id: str, thread_id: str, first_seq: int, events: Sequence[NewEvent],
+                  now: datetime, rows: list[dict[str, Any]]) -> list[Envelope]:
+    """Encode `events` (seqs from `first_seq`) once: their envelopes, and their log rows
+    appended to `rows`."""
     envelopes: list[Envelope] = []
-    rows: list[dict[str, Any]] = []
     for offset, ev in enumerate(events):
-        seq = first + offset
+        seq = first_seq + offset
         text = encode(
             ev.type, ev.payload, thread_id=thread_id, run_id=ev.run_id, seq=seq, timestamp=now
         )
@@ -82,12 +79,52 @@ async def append(
             Envelope(user_id=user_id, type=ev.type, text=text, thread_id=thread_id, seq=seq,
                      run_id=ev.run_id)
         )
-    await session.execute(insert(Event), rows)
     return envelopes
 
 
-async def read(
-    session: AsyncSession,
+def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert encoded log rows (one multi-row statement)."""
+    if rows:
+        conn.execute(_insert_statement(), rows)
+
+
+def append(
+    conn: Connection, user_id: str, thread_id: str, events: Sequence[NewEvent],
+    now: datetime | None = None,
+) -> list[Envelope]:
+    """Allocate seqs for `events` and insert them, inside the caller's transaction;
+    returns their envelopes.
+
+    Raises:
+        NotFound: the thread does not exist (deleted meanwhile).
+    """
+    if not events:
+        return []
+    now = now or utc_now()
+    last = allocate(conn, thread_id, len(events), now)
+    if last is None:
+        raise NotFound(f"thread {thread_id} not found")
+    rows: list[dict[str, Any]] = []
+    envelopes = encode_events(user_id, thread_id, last - len(events) + 1, events, now, rows)
+    insert_rows(conn, rows)
+    return envelopes
+
+
+@functools.cache
+def _read_statements() -> dict[str, Any]:
+    cols = (Event.seq, Event.type, Event.run_id, Event.data)
+    after = (Event.thread_id == bindparam("thread")) & (Event.seq > bindparam("after"))
+    return {
+        "open": select(*cols).where(after).order_by(Event.seq).limit(bindparam("limit")),
+        "between": select(*cols).where(after, Event.seq < bindparam("before"))
+        .order_by(Event.seq).limit(bindparam("limit")),
+        "owner": select(Thread.user_id, Thread.last_seq).where(Thread.id == bindparam("thread")),
+        "first": select(func.min(Event.seq)).where(Event.thread_id == bindparam("thread")),
+    }
+
+
+def read(
+    conn: Connection,
     user_id: str,
     thread_id: str,
     *,
@@ -95,27 +132,35 @@ async def read(
     before_seq: int | None = None,
     limit: int = 1000,
 ) -> list[Envelope]:
-    """Stored events with ``after_seq < seq < before_seq``, in seq order."""
-    query = select(Event.seq, Event.type, Event.run_id, Event.data).where(
-        Event.thread_id == thread_id, Event.seq > after_seq
-    )
+    """Stored events with ``after_seq < seq < before_seq``, in seq order: one query of
+    envelopes encoded when they were appended."""
+    st = _read_statements()
+    params: dict[str, Any] = {"thread": thread_id, "after": after_seq, "limit": limit}
     if before_seq is not None:
-        query = query.where(Event.seq < before_seq)
-    rows = await session.execute(query.order_by(Event.seq).limit(limit))
+        params["before"] = before_seq
+    rows = conn.execute(st["open" if before_seq is None else "between"], params)
     return [
-        Envelope(user_id=user_id, type=r.type, text=r.data, thread_id=thread_id, seq=r.seq,
-                 run_id=r.run_id)
-        for r in rows
+        Envelope(user_id=user_id, type=type_, text=data, thread_id=thread_id, seq=seq,
+                 run_id=run_id)
+        for seq, type_, run_id, data in rows
     ]
 
 
-async def bounds(session: AsyncSession, thread_id: str) -> LogBounds:
+def owner_and_last(conn: Connection, thread_id: str) -> tuple[str, int] | None:
+    """The thread's owner and last allocated seq; None when there is no such thread."""
+    row = conn.execute(_read_statements()["owner"], {"thread": thread_id}).first()
+    return None if row is None else (row.user_id, int(row.last_seq))
+
+
+def bounds(conn: Connection, thread_id: str, *, last: int | None = None) -> LogBounds:
     """The retained range of a thread's log."""
-    last = await session.scalar(select(Thread.last_seq).where(Thread.id == thread_id))
     if last is None:
-        raise NotFound(f"thread {thread_id} not found")
-    first = await session.scalar(select(func.min(Event.seq)).where(Event.thread_id == thread_id))
-    return LogBounds(first=first, last=int(last))
+        found = owner_and_last(conn, thread_id)
+        if found is None:
+            raise NotFound(f"thread {thread_id} not found")
+        last = found[1]
+    first = conn.execute(_read_statements()["first"], {"thread": thread_id}).scalar()
+    return LogBounds(first=first, last=last)
 
 
 async def prune(

@@ -4,6 +4,9 @@ thread or run is :class:`~runwire.errors.NotFound`."""
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
+
+from runwire.errors import NotFound
 from runwire.protocol.envelope import Envelope
 from runwire.store import eventlog, repo
 from runwire.store.db import Database
@@ -12,28 +15,32 @@ from runwire.store.models import Message, Run
 
 
 class ThreadReader:
-    """Reads events of threads, each call checking the thread belongs to the user."""
+    """Reads events of threads, each call checking the thread belongs to the user (one
+    query unit each: one thread hop on SQLite)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def bounds(self, user_id: str, thread_id: str) -> LogBounds:
         """Raises NotFound for a missing or foreign thread."""
-        async with self._db.read() as session:
-            await repo.get_thread(session, user_id, thread_id)
-            return await eventlog.bounds(session, thread_id)
+
+        def work(conn: Connection) -> LogBounds:
+            return eventlog.bounds(conn, thread_id, last=_owned_last(conn, user_id, thread_id))
+
+        return await self._db.query(work)
 
     async def events(
         self, user_id: str, thread_id: str, *, after_seq: int, before_seq: int | None = None,
         limit: int = 1000, check_owner: bool = True,
     ) -> list[Envelope]:
-        async with self._db.read() as session:
+        def work(conn: Connection) -> list[Envelope]:
             if check_owner:
-                await repo.get_thread(session, user_id, thread_id)
-            return await eventlog.read(
-                session, user_id, thread_id, after_seq=after_seq, before_seq=before_seq,
-                limit=limit,
-            )
+                _owned_last(conn, user_id, thread_id)
+            return eventlog.read(conn, user_id, thread_id, after_seq=after_seq,
+                                 before_seq=before_seq, limit=limit)
+
+        return await self._db.query(work)
+
 
     async def messages(self, user_id: str, thread_id: str, *, limit: int,
                        before: int | None) -> list[Message]:
@@ -51,3 +58,10 @@ class ThreadReader:
         """The final assistant text of a run (its last assistant message), if any."""
         async with self._db.read() as session:
             return await repo.run_answer(session, user_id, run_id)
+
+
+def _owned_last(conn: Connection, user_id: str, thread_id: str) -> int:
+    found = eventlog.owner_and_last(conn, thread_id)
+    if found is None or found[0] != user_id:
+        raise NotFound(f"thread {thread_id} not found")
+    return found[1]

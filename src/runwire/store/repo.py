@@ -12,23 +12,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runwire.errors import NotFound
 from runwire.ids import new_id
-from runwire.protocol.codes import ACTIVE_RUN_STATUSES, RunStatus
+from runwire.protocol.codes import ACTIVE_RUN_STATUSES
 from runwire.protocol.envelope import utc_now
 from runwire.store import search
 from runwire.store.models import Message, Run, Thread
 
 MAX_TITLE = 200
-
-
-def title_from(content: str) -> str:
-    """A thread title from its first message: the first line, shortened."""
-    line = " ".join(content.strip().split())
-    return line if len(line) <= 60 else line[:57].rstrip() + "..."
 
 
 async def create_thread(session: AsyncSession, user_id: str, title: str, *,
@@ -169,45 +163,6 @@ async def active_runs(session: AsyncSession, thread_id: str) -> Sequence[Run]:
         select(Run)
         .where(Run.thread_id == thread_id, Run.status.in_(ACTIVE_RUN_STATUSES))
         .order_by(Run.created_at)
-    )
-    return list(rows)
-
-
-async def mark_ended(
-    session: AsyncSession,
-    run_id: str,
-    status: RunStatus,
-    *,
-    node_id: str | None = None,
-    error_code: str | None = None,
-    error_message: str | None = None,
-    usage: dict[str, Any] | None = None,
-    model_messages: str | None = None,
-) -> bool:
-    """End a run conditionally (the fence): a running run only by the node holding it
-    (`node_id`), a queued run only while still queued (`node_id` None).
-
-    `model_messages`: the run's pydantic-ai messages as JSON (completed runs), kept for the
-    history of the thread's later runs."""
-    condition = (
-        (Run.status == "queued") if node_id is None
-        else ((Run.status == "running") & (Run.node_id == node_id))
-    )
-    result = await session.execute(
-        update(Run)
-        .where(Run.id == run_id, condition)
-        .values(status=status, ended_at=utc_now(), error_code=error_code,
-                error_message=error_message, usage=usage, model_messages=model_messages,
-                lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
-async def unfinished_runs(session: AsyncSession) -> Sequence[Run]:
-    """Runs left queued or running (by this node's predecessor on a single node)."""
-    rows = await session.scalars(
-        select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES)).order_by(Run.created_at)
     )
     return list(rows)
 

@@ -1,31 +1,166 @@
-"""The run queue is the ``runs`` table: claiming with leases, renewal, expiry.
+"""The run queue is the ``runs`` table: enqueueing, claiming with leases, renewal, expiry,
+ending.
 
 Any node may claim any queued run (FIFO, at most one running run per thread — also
 enforced by a partial unique index, so racing nodes cannot both win). A claim sets a
 lease the owning node renews; a run whose lease expired belongs to a dead node and is
 ended (or requeued) by whichever node sees it first, through conditional updates, so it
 gets exactly one terminal event.
+
+Every function here is SQLAlchemy Core on the synchronous connection of
+:meth:`~runwire.store.db.Database.transaction` / ``query`` (one thread hop per unit of
+work on SQLite), with its statement built once: these run for every message, claim and
+event batch.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
+from runwire.errors import NotFound, ThreadBusy
+from runwire.ids import new_id
+from runwire.protocol.codes import ACTIVE_RUN_STATUSES, RunStatus
 from runwire.protocol.envelope import utc_now
-from runwire.store.models import Run
+from runwire.store.models import Message, Run, Thread
+
+MAX_TITLE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What executing a run needs of its row."""
+
+    id: str
+    thread_id: str
+    user_id: str
+    message_id: str
+    agent: str
+    status: str
+    request: Mapping[str, Any] | None
+    created_at: datetime
+
+
+_RECORD_COLUMNS = (Run.id, Run.thread_id, Run.user_id, Run.message_id, Run.agent, Run.status,
+                   Run.request, Run.created_at)
+
+
+def _record(row: Any) -> RunRecord:
+    return RunRecord(row.id, row.thread_id, row.user_id, row.message_id, row.agent, row.status,
+                     row.request, row.created_at)
+
+
+# ---- enqueueing --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The stored user message and its run (or, for a resend, the original ones)."""
+
+    message_id: str
+    thread_id: str
+    run_id: str
+    duplicate: bool
+    created_title: str | None = None  # the new thread's title when one was created
+    busy_run_ids: tuple[str, ...] = ()  # the thread's active runs before this one
 
 
 @functools.cache
+def _statements() -> dict[str, Any]:
+    """Hot statements, built once (building SQLAlchemy expressions is costly)."""
+    return {
+        "find_message": select(Message.thread_id, Message.run_id).where(
+            Message.user_id == bindparam("user"), Message.message_id == bindparam("mid")),
+        "thread_owner": select(Thread.user_id).where(Thread.id == bindparam("thread")),
+        "active": select(Run.id).where(
+            Run.thread_id == bindparam("thread"), Run.status.in_(ACTIVE_RUN_STATUSES))
+        .order_by(Run.created_at, Run.id),
+        "insert_thread": insert(Thread),
+        "insert_run": insert(Run),
+        "insert_message": insert(Message),
+        "owned": select(Run.id).where(
+            Run.id.in_(bindparam("runs", expanding=True)), Run.node_id == bindparam("node"),
+            Run.status == "running"),
+        "is_queued": select(Run.id).where(Run.id == bindparam("run"), Run.status == "queued"),
+        "end_running": update(Run).where(
+            Run.id == bindparam("run"), Run.status == "running",
+            Run.node_id == bindparam("node")),
+        "end_queued": update(Run).where(Run.id == bindparam("run"), Run.status == "queued"),
+    }
+
+
+def title_from(content: str) -> str:
+    """A thread title from its first message: the first line, shortened."""
+    line = " ".join(content.strip().split())
+    return line if len(line) <= 60 else line[:57].rstrip() + "..."
+
+
+def enqueue(
+    conn: Connection, *, user_id: str, thread_id: str | None, message_id: str, resend: bool,
+    content: str, agent: str, request: Mapping[str, Any], reject_if_busy: bool,
+) -> Enqueued:
+    """Store a user message and its queued run (and its thread when `thread_id` is None).
+
+    A resend (`resend`: the client gave `message_id`) of a stored message writes nothing
+    and answers the original ids with `duplicate`.
+
+    Raises:
+        NotFound: `thread_id` is not one of the user's threads.
+        ThreadBusy: the thread has an active run and `reject_if_busy`.
+        IntegrityError: the same `message_id` was stored concurrently.
+    """
+    st = _statements()
+    if resend:
+        found = conn.execute(st["find_message"], {"user": user_id, "mid": message_id}).first()
+        if found is not None and found.run_id is not None:
+            return Enqueued(message_id, found.thread_id, found.run_id, duplicate=True)
+    now = utc_now()
+    title: str | None = None
+    busy: tuple[str, ...] = ()
+    if thread_id is not None:
+        owner = conn.execute(st["thread_owner"], {"thread": thread_id}).scalar_one_or_none()
+        if owner != user_id:
+            raise NotFound(f"thread {thread_id} not found")
+        busy = tuple(conn.execute(st["active"], {"thread": thread_id}).scalars())
+        if busy and reject_if_busy:
+            raise ThreadBusy(f"thread {thread_id} has an active run")
+    else:
+        thread_id, title = new_id(), title_from(content)[:MAX_TITLE] or "New chat"
+        conn.execute(st["insert_thread"], {"id": thread_id, "user_id": user_id, "title": title,
+                                           "last_seq": 0, "created_at": now, "updated_at": now})
+    run_id = new_id()
+    conn.execute(st["insert_run"], {
+        "id": run_id, "thread_id": thread_id, "user_id": user_id, "message_id": message_id,
+        "agent": agent, "status": "queued", "attempt": 0, "cancel_requested": False,
+        "request": dict(request), "created_at": now})
+    add_message(conn, user_id=user_id, thread_id=thread_id, message_id=message_id, role="user",
+                content=content, run_id=run_id, now=now)
+    return Enqueued(message_id, thread_id, run_id, duplicate=False, created_title=title,
+                    busy_run_ids=busy)
+
+
+def add_message(conn: Connection, *, user_id: str, thread_id: str, message_id: str, role: str,
+                content: str, run_id: str | None, now: datetime | None = None) -> None:
+    conn.execute(_statements()["insert_message"], {
+        "message_id": message_id, "user_id": user_id, "thread_id": thread_id, "run_id": run_id,
+        "role": role, "content": content, "created_at": now or utc_now()})
+
+
+def active_run_ids(conn: Connection, thread_id: str) -> list[str]:
+    """The queued and running runs of a thread, oldest first."""
+    return list(conn.execute(_statements()["active"], {"thread": thread_id}).scalars())
+
+
+# ---- claiming ----------------------------------------------------------------------------
+
+@functools.cache
 def _claim_statement(skip_locked: bool) -> Any:
-    """The claim UPDATE, built once per flavour (building SQLAlchemy expressions is costly
-    on a hot path); values come in as bind parameters."""
+    """The claim UPDATE, built once per flavour; values come in as bind parameters."""
     running = aliased(Run)
     earlier = aliased(Run)
     candidates = (
@@ -49,15 +184,13 @@ def _claim_statement(skip_locked: bool) -> Any:
         .where(Run.id == claimable.c.id, Run.status == "queued")
         .values(status="running", node_id=bindparam("node"), lease_until=bindparam("lease_until"),
                 started_at=bindparam("now"), attempt=Run.attempt + 1)
-        .returning(Run)
-        .execution_options(synchronize_session=False)
+        .returning(*_RECORD_COLUMNS)
     )
 
 
-async def claim(
-    session: AsyncSession, *, node_id: str, limit: int, lease: timedelta, skip_locked: bool,
-) -> list[Run]:
-    """Move up to `limit` claimable queued runs to `running` for `node_id`.
+def claim(conn: Connection, *, node_id: str, limit: int, lease: timedelta,
+          skip_locked: bool) -> list[RunRecord]:
+    """Move up to `limit` claimable queued runs to `running` for `node_id`, oldest first.
 
     Claimable: queued, the oldest queued run of its thread, and its thread has no
     running run. Raises IntegrityError when another node won a race for a thread (the
@@ -66,16 +199,28 @@ async def claim(
     if limit <= 0:
         return []
     now = utc_now()
-    result = await session.execute(
-        _claim_statement(skip_locked),
-        {"limit": limit, "node": node_id, "lease_until": now + lease, "now": now},
-    )
-    return sorted(result.scalars().all(), key=lambda r: (r.created_at, r.id))
+    rows = conn.execute(_claim_statement(skip_locked),
+                        {"limit": limit, "node": node_id, "lease_until": now + lease, "now": now})
+    return sorted((_record(r) for r in rows), key=lambda r: (r.created_at, r.id))
 
 
-async def renew(
-    session: AsyncSession, *, node_id: str, run_ids: Sequence[str], lease: timedelta,
-) -> dict[str, bool]:
+def get_record(conn: Connection, run_id: str) -> RunRecord | None:
+    row = conn.execute(select(*_RECORD_COLUMNS).where(Run.id == run_id)).first()
+    return None if row is None else _record(row)
+
+
+# ---- running -----------------------------------------------------------------------------
+
+def owned(conn: Connection, run_ids: Collection[str], node_id: str) -> set[str]:
+    """Fencing, for a batch: those of `run_ids` that `node_id` still holds running."""
+    if not run_ids:
+        return set()
+    return set(conn.execute(_statements()["owned"],
+                            {"runs": list(run_ids), "node": node_id}).scalars())
+
+
+def renew(conn: Connection, *, node_id: str, run_ids: Sequence[str],
+          lease: timedelta) -> dict[str, bool]:
     """Extend the leases of this node's running runs (one statement).
 
     Returns run id → cancel requested, for the runs this node still holds; a run of
@@ -83,34 +228,68 @@ async def renew(
     """
     if not run_ids:
         return {}
-    result = await session.execute(
+    result = conn.execute(
         update(Run)
         .where(Run.id.in_(list(run_ids)), Run.node_id == node_id, Run.status == "running")
         .values(lease_until=utc_now() + lease)
-        .returning(Run.id, Run.cancel_requested)
-        .execution_options(synchronize_session=False)
-    )
+        .returning(Run.id, Run.cancel_requested))
     return {row.id: bool(row.cancel_requested) for row in result}
 
 
-async def request_cancel(session: AsyncSession, run_id: str) -> None:
+def request_cancel(conn: Connection, run_id: str) -> None:
     """Flag a running run for cancellation (its owner sees it at the next renewal)."""
-    await session.execute(
-        update(Run).where(Run.id == run_id, Run.status == "running")
-        .values(cancel_requested=True).execution_options(synchronize_session=False))
+    conn.execute(update(Run).where(Run.id == run_id, Run.status == "running")
+                 .values(cancel_requested=True))
 
 
-async def expired(session: AsyncSession, *, now: datetime | None = None,
-                  limit: int = 100) -> list[Run]:
+def is_queued(conn: Connection, run_id: str) -> bool:
+    return conn.execute(_statements()["is_queued"], {"run": run_id}).first() is not None
+
+
+def end(
+    conn: Connection, run_id: str, status: RunStatus, *, node_id: str | None,
+    error_code: str | None = None, error_message: str | None = None,
+    usage: Mapping[str, Any] | None = None, model_messages: str | None = None,
+) -> bool:
+    """End a run conditionally (the fence): a running run only by the node holding it
+    (`node_id`), a queued run only while still queued (`node_id` None). Returns False
+    (nothing written) when the run already moved on.
+
+    `model_messages`: the run's pydantic-ai messages as JSON (completed runs), kept for the
+    history of the thread's later runs."""
+    st = _statements()
+    params: dict[str, Any] = {"run": run_id}
+    if node_id is not None:
+        params["node"] = node_id
+    result = conn.execute(
+        (st["end_queued"] if node_id is None else st["end_running"]).values(
+            status=status, ended_at=utc_now(), error_code=error_code,
+            error_message=error_message, usage=dict(usage) if usage is not None else None,
+            model_messages=model_messages, lease_until=None),
+        params)
+    return bool(result.rowcount)
+
+
+# ---- dead nodes --------------------------------------------------------------------------
+
+def expired(conn: Connection, *, now: datetime | None = None, limit: int = 100) -> list[RunRecord]:
     """Running runs whose lease ran out (their node is gone)."""
-    rows = await session.scalars(
-        select(Run).where(Run.status == "running", Run.lease_until < (now or utc_now()))
+    rows = conn.execute(
+        select(*_RECORD_COLUMNS).where(Run.status == "running",
+                                       Run.lease_until < (now or utc_now()))
         .order_by(Run.lease_until).limit(limit))
-    return list(rows)
+    return [_record(r) for r in rows]
 
 
-async def take_expired(session: AsyncSession, run_id: str, *, now: datetime | None = None,
-                       requeue: bool) -> bool:
+def running(conn: Connection) -> list[RunRecord]:
+    """Every running run (a single node's dead predecessor's, at start-up)."""
+    rows = conn.execute(select(*_RECORD_COLUMNS).where(Run.status == "running")
+                        .order_by(Run.created_at))
+    return [_record(r) for r in rows]
+
+
+def take_expired(conn: Connection, run_id: str, *, now: datetime | None = None,
+                 requeue: bool) -> bool:
     """Conditionally take an expired run: requeue it, or mark it failed (`node_lost`).
 
     Returns False when it is no longer expired-and-running (another node took it).
@@ -122,39 +301,22 @@ async def take_expired(session: AsyncSession, run_id: str, *, now: datetime | No
         values = {"status": "failed", "ended_at": utc_now(), "lease_until": None,
                   "error_code": "node_lost",
                   "error_message": "the node running this run stopped"}
-    result = await session.execute(
+    result = conn.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == "running", Run.lease_until < (now or utc_now()))
-        .values(**values).execution_options(synchronize_session=False))
-    return bool(getattr(result, "rowcount", 0))
+        .values(**values))
+    return bool(result.rowcount)
 
 
-async def queued_ids(session: AsyncSession, *, limit: int = 10_000) -> list[str]:
+# ---- the queue's shape -------------------------------------------------------------------
+
+def queued_ids(conn: Connection, *, limit: int = 10_000) -> list[str]:
     """Queued runs in claim order (for queue positions)."""
-    rows = await session.scalars(
+    return list(conn.execute(
         select(Run.id).where(Run.status == "queued").order_by(Run.created_at, Run.id)
-        .limit(limit))
-    return list(rows)
+        .limit(limit)).scalars())
 
 
-@functools.cache
-def _owner_statement() -> Any:
-    return select(Run.id).where(Run.id == bindparam("run"), Run.node_id == bindparam("node"),
-                                Run.status == "running")
-
-
-async def is_owner(session: AsyncSession, run_id: str, node_id: str) -> bool:
-    """Fencing: True while `node_id` still holds `run_id` running (checked before every
-    event commit of a run: the statement is built once)."""
-    found = await session.scalar(_owner_statement(), {"run": run_id, "node": node_id})
-    return found is not None
-
-
-async def is_queued(session: AsyncSession, run_id: str) -> bool:
-    found = await session.scalar(select(Run.id).where(Run.id == run_id, Run.status == "queued"))
-    return found is not None
-
-
-async def queued_count(session: AsyncSession) -> int:
-    return int(await session.scalar(
-        select(func.count()).select_from(Run).where(Run.status == "queued")) or 0)
+def queued_count(conn: Connection) -> int:
+    return int(conn.execute(
+        select(func.count()).select_from(Run).where(Run.status == "queued")).scalar() or 0)
