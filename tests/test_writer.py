@@ -138,33 +138,47 @@ def test_a_run_that_lost_its_lease_fails_alone_in_a_shared_batch(server: ServerH
 
 
 def test_a_database_outage_is_retried_per_run_for_its_own_patience(
-    server: ServerHandle,
+    server: ServerHandle, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While the database is unavailable the writer keeps the events and retries: a run
-    that may wait 0.1 s fails with StorageUnavailable (raised by its next emit), one that
-    may wait a minute commits once the database answers again — in seq order."""
+    that may wait 0.1 s fails with StorageUnavailable (its commit, then its next emit), one
+    that may wait a minute commits once the database answers again."""
     threads = asyncio.run(_threads(server, 2))
     services = server.services
-    breaker = services.db.breaker
+    db = services.db
+    real = db.transaction
+    down = True
+    attempts = 0
 
-    async def probe() -> tuple[bool, list[str]]:
+    async def outage(work: Any) -> Any:  # the database's answer while it is down
+        nonlocal attempts
+        if down:
+            attempts += 1
+            raise StorageUnavailable("database unavailable: OperationalError")
+        return await real(work)
+
+    monkeypatch.setattr(db, "transaction", outage)
+
+    async def probe() -> list[str]:
+        nonlocal down
         impatient = _emitter(services, threads[0], "run-impatient", retry_for=0.1)
         patient = _emitter(services, threads[1], "run-patient", retry_for=60.0)
         async with _published(services, "alice") as seen:
-            for _ in range(breaker.threshold):
-                breaker.failure()  # open: every transaction fails fast for its cooldown
             await impatient.emit("agent_thinking", {"agent_name": "a", "thought": "x"})
             await patient.emit("agent_thinking", {"agent_name": "a", "thought": "y"})
             waiting = asyncio.ensure_future(patient.commit())
             with pytest.raises(StorageUnavailable):
                 await asyncio.wait_for(impatient.commit(), 10)
-            with pytest.raises(StorageUnavailable):  # and its next emit
+            with pytest.raises(StorageUnavailable):
                 await impatient.emit("agent_thinking", {"agent_name": "a", "thought": "z"})
+            assert not waiting.done()  # still being retried
+            down = False
             await asyncio.wait_for(waiting, 30)
-            return impatient._failure is None, [e.run_id or "" for e in seen]
+            return [e.run_id or "" for e in seen]
 
-    _, runs = server.call(probe, timeout=60)
+    runs = server.call(probe, timeout=60)
     assert runs == ["run-patient"]
+    assert attempts >= 2  # retried, not given up at once
 
 
 def test_an_unexpected_error_fails_only_its_own_run(server: ServerHandle) -> None:
