@@ -26,7 +26,7 @@ only buffers, and the writer only batches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,9 +122,12 @@ class RunLifecycle:
 
     # ---- claim and start ---------------------------------------------------------------------
 
-    async def claim(self, *, limit: int, lease: timedelta) -> list[RunRecord]:
+    async def claim(self, *, limit: int, lease: timedelta,
+                    start: Callable[[RunRecord], None]) -> list[RunRecord]:
         """Claim up to `limit` queued runs for this node, each with its ``agent_started``
-        (one transaction), published before this returns.
+        (one transaction); `start` is called for each claimed run before its
+        ``agent_started`` is published (so whoever sees it finds the run executing), and
+        that is published before this returns.
 
         Raises:
             IntegrityError: another node won a thread (try again).
@@ -147,6 +150,8 @@ class RunLifecycle:
             return runs
 
         runs = await self._db.transaction(work)
+        for run in runs:
+            start(run)
         await self.writer.publish(envelopes)
         return runs
 

@@ -126,13 +126,11 @@ class RunScheduler:
         if free <= 0:
             return 0
         try:
-            runs = await self._lifecycle.claim(limit=free, lease=self._lease)
+            runs = await self._lifecycle.claim(limit=free, lease=self._lease, start=self._start)
         except IntegrityError:  # another node won a thread: try again at once
             self.wake()
             return 0
         self.claimer_ok = True
-        for run in runs:
-            self._start(run)
         return len(runs)
 
     async def _claim_forever(self) -> None:
