@@ -82,6 +82,17 @@ async def test_a_loop_that_returns_is_done_and_cancel_is_not_a_failure() -> None
     assert hang.cancelled() and counted == []
 
 
+async def test_a_guarded_callback_counts_its_failure_instead_of_raising() -> None:
+    counted: list[str] = []
+    tasks = Supervisor(on_failure=counted.append)
+
+    async def catch_up() -> None:
+        raise OSError("injected")
+
+    await tasks.guarded("bus-catch-up", catch_up)()
+    assert counted == ["bus-catch-up"]
+
+
 # ---- against a real server -------------------------------------------------------------
 
 async def failures(server: ServerHandle, task: str) -> float:

@@ -164,7 +164,7 @@ class Services:
         metrics.watch(services.gauges)
         bus.on_control = runs.on_control
         if isinstance(bus, RedisBus):
-            bus.on_reconnect = gateway.catch_up
+            bus.on_reconnect = tasks.guarded("bus-catch-up", gateway.catch_up)
             bus.on_lag = metrics.bus_lag.labels(settings.node_id).observe
             await bus.start()
         await runs.start()

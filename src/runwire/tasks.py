@@ -9,6 +9,8 @@ happens, never only at shutdown):
   started again after a backoff (0.5 s doubling to 30 s, back to 0.5 s once it has run
   for a minute). None is fatal: each guards a convenience (a gauge, a cleanup) whose
   absence for a while is better than a node that stops serving.
+- :meth:`Supervisor.guarded` — work another component awaits from its own task (the
+  bus's catch-up after a Redis outage): failures logged and counted, never raised.
 - :meth:`Supervisor.spawn` — one piece of work (a frame's handler, a gap repair). Its
   failure is logged and counted the same way, then handed to ``on_error`` (which answers
   the client); it is not retried: the client decides.
@@ -105,6 +107,19 @@ class Supervisor:
         task = asyncio.create_task(supervised(), name=kind)
         self._track(task, None)
         return task
+
+    def guarded(self, kind: str, fn: Callable[[], Awaitable[None]]
+                ) -> Callable[[], Awaitable[None]]:
+        """`fn` for a caller that awaits it from its own task (a callback such as the
+        bus's ``on_reconnect``): a failure is logged and counted here, not raised."""
+
+        async def call() -> None:
+            try:
+                await fn()
+            except Exception as exc:
+                self.failed(kind, exc)
+
+        return call
 
     def _track(self, task: asyncio.Task[None], group: set[asyncio.Task[None]] | None) -> None:
         self._tasks.add(task)

@@ -40,7 +40,8 @@ Send = Callable[[list[str | bytes]], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 ReadEvents = Callable[[str, int, int | None], Awaitable[list[Envelope]]]
 READ_PAGE = 1000  # events per log read (the reader's default limit)
-BATCH = 64  # frames per socket write at most
+BATCH = 64  # frames per socket write at most (a chunked event's chunks stay together)
+BATCH_BYTES = 256 * 1024  # and no more events once this many characters are in a batch
 
 
 FRAME_SINK: Final = "runwire.frames"  # ASGI scope extension: the server's FrameSink
@@ -205,15 +206,17 @@ class Connection:
         while self._priority or (self._ordered and self.close_code is None):
             batch: list[str | bytes] = []
             events: list[Envelope] = []
-            controls = 0
+            controls = size = 0
             priority, ordered = self._priority, self._ordered
             while priority and len(batch) < BATCH:
                 batch.append(priority.popleft())
                 controls += 1
-            while ordered and self.close_code is None and len(batch) < BATCH:
+            while (ordered and self.close_code is None and len(batch) < BATCH
+                   and size < BATCH_BYTES):
                 item = ordered.popleft()
                 if isinstance(item, str):
                     batch.append(item)
+                    size += len(item)
                     controls += 1
                     continue
                 events.append(item)
@@ -222,6 +225,7 @@ class Connection:
                     batch.append(item.framed())  # the same bytes for every connection
                 else:
                     batch.extend(frames)
+                size += len(item.text)
             if self._priority_room is not None and len(priority) < self.priority_size:
                 self._priority_room.set()
             if len(ordered) < self.queue_size // 2:
