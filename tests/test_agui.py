@@ -101,20 +101,29 @@ async def test_a_new_thread_id_becomes_the_users_thread_and_is_reused(
             ("user", "first"), ("user", "second")]
 
 
-async def test_bad_input_is_a_422_problem_before_any_stream(server: ServerHandle) -> None:
+async def test_unusable_input_is_a_run_error_and_a_non_input_a_422(
+    server: ServerHandle,
+) -> None:
     base = {"threadId": "t1", "runId": "r1", "state": {}, "tools": [], "context": [],
             "forwardedProps": {}}
     async with api(server) as http:
         for body in ({**base, "messages": []},
                      {**base, "messages": [{"id": "a", "role": "assistant", "content": "x"}]},
                      {**base, "threadId": "bad id!", "messages": [
-                         {"id": "m", "role": "user", "content": "hi"}]},
-                     {"messages": "nope"}):
-            resp = await http.post("/ag-ui", json=body)
-            assert resp.status_code == 422, body
+                         {"id": "m", "role": "user", "content": "hi"}]}):
+            async with http.stream("POST", "/ag-ui", json=body) as resp:
+                assert resp.status_code == 200
+                events = [json.loads(line[len("data: "):]) async for line in resp.aiter_lines()
+                          if line.startswith("data: ")]
+            assert [e["type"] for e in events] == ["RUN_STARTED", "RUN_ERROR"], body
+            assert events[-1]["code"] == "validation_error"
+        for bad in ({"messages": "nope"}, {**base}, []):
+            resp = await http.post("/ag-ui", json=bad)
+            assert resp.status_code == 422, bad
             assert resp.headers["content-type"].startswith("application/problem+json")
         assert (await http.post("/ag-ui", json=base, headers={"Authorization": "Bearer x"})
                 ).status_code == 401
+        assert (await http.get("/api/threads")).json()["items"] == []  # nothing stored
 
 
 # ---- the mapping, with data --------------------------------------------------------------

@@ -29,6 +29,7 @@ from runwire.api.agui import router as agui_router
 from runwire.api.deps import ApiContext
 from runwire.api.errors import install_problem_handlers
 from runwire.api.guard import EdgeGuard
+from runwire.api.openapi import install_openapi
 from runwire.api.routes import router as api_router
 from runwire.api.runs import router as runs_router
 from runwire.api.search import router as search_router
@@ -323,7 +324,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={
+        200: {"description": "Ready: the database answers"},
+        503: {"description": "Not ready (database down or draining); the same body",
+              "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def readyz(request: Request) -> JSONResponse:
         ready, body = await services_of(request.app).readiness()
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -342,4 +346,5 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/", PageFiles(), name="web")
+    install_openapi(app)
     return app

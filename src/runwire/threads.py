@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TITLE = "New chat"
 
+
+def clean_title(title: str | None) -> str:
+    """Whitespace collapsed (runs of spaces, newlines, control separators); empty → the
+    default title."""
+    return " ".join((title or "").split()) or DEFAULT_TITLE
+
 # (user_id, thread_id) → how many runs were cancelled
 CancelThreadRuns = Callable[[str, str], Awaitable[int]]
 
@@ -89,7 +95,7 @@ class ThreadService:
     async def create(self, user_id: str, title: str | None) -> ThreadInfo:
         """A new empty thread; announced with ``thread_created``."""
         async with self._db.write() as session:
-            info = await self.create_in(session, user_id, title or DEFAULT_TITLE)
+            info = await self.create_in(session, user_id, clean_title(title))
         await self.announce_created(user_id, info)
         return info
 
@@ -129,7 +135,8 @@ class ThreadService:
     async def rename(self, user_id: str, thread_id: str, title: str) -> ThreadInfo:
         """Raises NotFound. Announced with ``thread_updated``."""
         async with self._db.write() as session:
-            info = ThreadInfo.of(await repo.rename_thread(session, user_id, thread_id, title))
+            info = ThreadInfo.of(await repo.rename_thread(session, user_id, thread_id,
+                                                          clean_title(title)))
         await self._publish(user_id, "thread_updated",
                             {"thread_id": info.thread_id, "title": info.title})
         return info

@@ -19,12 +19,12 @@ from typing import Annotated, Any
 from ag_ui.core import BaseEvent, RunAgentInput, UserMessage
 from ag_ui.encoder import EventEncoder
 from fastapi import APIRouter
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from runwire.api.agui_map import AgUiMapper
 from runwire.api.deps import Api, ApiContext, Writer, count_message
+from runwire.api.errors import problem_responses
 from runwire.api.sse import SSE_RESPONSE, NodeEventSource, StreamOverflow, thread_events
 from runwire.auth import Principal
 from runwire.errors import NotFound, RateLimited, StorageUnavailable, ThreadBusy
@@ -32,7 +32,7 @@ from runwire.protocol.codes import TERMINAL_EVENTS
 from runwire.protocol.envelope import Envelope
 from runwire.protocol.frames import Id, SendMessage
 
-router = APIRouter(tags=["ag-ui"])
+router = APIRouter(tags=["ag-ui"], responses=problem_responses(400, 401, 422, 429))
 _ID = TypeAdapter(Id)
 _THREAD_ID = TypeAdapter(Annotated[str, StringConstraints(
     min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")])
@@ -65,16 +65,18 @@ def last_user_text(run: RunAgentInput) -> tuple[str, str | None]:
 async def ag_ui(api: Api, user: Writer, run: RunAgentInput) -> Response:
     """Run the supervisor for the last user message of an AG-UI ``RunAgentInput``; the
     answer is the run as AG-UI events (``RUN_STARTED`` … ``RUN_FINISHED``/``RUN_ERROR``).
-    A body without a user message, or a ``threadId`` runwire cannot store, is a 422."""
+    A body that is not a ``RunAgentInput`` is a 422; one runwire cannot run (no user
+    message with text, a ``threadId`` it cannot store) streams ``RUN_ERROR``
+    ``validation_error``, as AG-UI clients expect errors."""
+    invalid: str | None = None
+    text, message_id = "", None
     try:
         text, message_id = last_user_text(run)
         _THREAD_ID.validate_python(run.thread_id)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", "threadId")}
-                                      for e in exc.errors()]) from None
+    except ValidationError:
+        invalid = "threadId: 1-64 characters of A-Z a-z 0-9 _ . : -"
     except BadInput as exc:
-        raise RequestValidationError([{"loc": ("body", "messages"), "msg": str(exc),
-                                       "type": "value_error"}]) from None
+        invalid = str(exc)
     encoder = EventEncoder()
     mapper = AgUiMapper(run.thread_id, run.run_id)
 
@@ -84,6 +86,10 @@ async def ag_ui(api: Api, user: Writer, run: RunAgentInput) -> Response:
 
         for frame in frames(mapper.started()):
             yield frame
+        if invalid is not None:
+            for frame in frames(mapper.error("validation_error", invalid)):
+                yield frame
+            return
         try:
             async for env in _run_events(api, user, run, text, message_id):
                 for frame in frames(mapper.feed(json.loads(env.text))):

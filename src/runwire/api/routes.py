@@ -14,21 +14,24 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from runwire.api.deps import Api, User, Writer
+from runwire.api.errors import problem_responses
 from runwire.api.params import RunId, Seq, ThreadId, encode_cursor, message_cursor, thread_cursor
 from runwire.errors import StorageUnavailable
-from runwire.protocol.frames import storable_text
 from runwire.store.models import Message, Run
 from runwire.threads import ThreadInfo
 
-router = APIRouter(prefix="/api", tags=["api"])
+router = APIRouter(prefix="/api", tags=["api"],
+                   responses=problem_responses(400, 401, 404, 422, 429, 503))
 T = TypeVar("T")
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-                  AfterValidator(storable_text)]
+# Validated as documented (a non-space character, no NUL: PostgreSQL text can't hold it;
+# JSON Schema has no "strip"); the thread service collapses surrounding whitespace.
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                         pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")]
 
 
 class ThreadOut(BaseModel):

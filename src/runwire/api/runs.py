@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from runwire.api.deps import Api, ApiContext, User, Writer, count_message
+from runwire.api.errors import problem_responses
 from runwire.api.params import RunId, Seq, ThreadId
 from runwire.api.params import last_event_id as parse_last_event_id
 from runwire.api.routes import RunOut
@@ -36,7 +37,8 @@ from runwire.protocol.codes import ACTIVE_RUN_STATUSES, TERMINAL_EVENTS
 from runwire.protocol.envelope import Envelope
 from runwire.protocol.frames import Content, Id, MessageSettings, SendMessage
 
-router = APIRouter(prefix="/api", tags=["runs"])
+router = APIRouter(prefix="/api", tags=["runs"],
+                   responses=problem_responses(400, 401, 404, 409, 422, 429, 503))
 
 
 

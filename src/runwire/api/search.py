@@ -9,12 +9,14 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator, BaseModel
 
 from runwire.api.deps import Api, User
+from runwire.api.errors import problem_responses
 from runwire.api.params import encode_cursor, int_cursor
 from runwire.api.routes import Limit, Page
 from runwire.protocol.frames import storable_text
 from runwire.store.search import MAX_QUERY
 
-router = APIRouter(prefix="/api", tags=["search"])
+router = APIRouter(prefix="/api", tags=["search"],
+                   responses=problem_responses(401, 404, 422, 503))
 
 
 class SearchItem(BaseModel):

@@ -36,9 +36,12 @@ from runwire.store.reader import ThreadReader
 
 PAGE = 1000
 SSE_MEDIA = "text/event-stream"
+# The schema of one event (its fields; `data` is the JSON text of the event).
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
     "description": "Server-sent events",
-    "content": {SSE_MEDIA: {"schema": {"type": "string"}}}}}
+    "content": {SSE_MEDIA: {"schema": {"type": "object", "properties": {
+        "data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
+        "retry": {"type": "integer"}}}}}}}
 T = TypeVar("T")
 
 

@@ -34,7 +34,8 @@ def storable_text(value: str) -> str:
 
 
 Content = Annotated[str, StringConstraints(min_length=1, max_length=1_000_000),
-                    AfterValidator(storable_text)]
+                    AfterValidator(storable_text),
+                    Field(json_schema_extra={"pattern": r"^[^\x00]*$"})]  # (documented)
 MAX_SEQ = 2**63 - 1  # seqs are 64-bit signed integers in the store
 
 # A UTF-16 surrogate code point, raw or as a JSON escape (``\ud800``..``\udfff``). JSON
