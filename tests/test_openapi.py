@@ -33,20 +33,33 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=10, deadline=None,
+@settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                  HealthCheck.function_scoped_fixture])
 def test_every_operation_keeps_its_documented_contract(
     case: schemathesis.Case, live: ServerHandle,
 ) -> None:
-    case.call_and_validate(base_url=live.base_url, timeout=30,
-                           headers={"Authorization": f"Bearer {live.token('prop')}"})
+    response = case.call_and_validate(
+        base_url=live.base_url, timeout=30,
+        headers={"Authorization": f"Bearer {live.token('prop')}"},
+        excluded_checks=[schemathesis.checks.positive_data_acceptance])
+    # Schema-valid data must be accepted — except a cursor: it is opaque (any string is
+    # schema-valid), and one this API did not make is a 422 naming `cursor`.
+    meta = case.meta
+    if meta is not None and meta.generation.mode.is_positive and response.status_code in (
+            400, 413, 422):
+        locs = [tuple(e.get("loc", ())) for e in response.json().get("errors", [])]
+        assert response.status_code == 422 and locs and all(
+            loc == ("query", "cursor") for loc in locs), (
+            f"schema-valid request rejected: {response.status_code} {response.text[:300]}"
+            f"\n{case.as_curl_command()}")
 
 
 async def test_a_path_answers_405_with_every_method_it_routes(live: ServerHandle) -> None:
     import httpx
 
-    async with httpx.AsyncClient(base_url=live.base_url) as http:
+    async with httpx.AsyncClient(base_url=live.base_url, headers={
+            "Authorization": f"Bearer {live.token('prop')}"}) as http:
         for method, path, allow in (("OPTIONS", "/api/threads", "GET, POST"),
                                     ("GET", "/api/runs", "POST"),
                                     ("PUT", "/api/threads/x", "GET, PATCH, DELETE"),
