@@ -39,20 +39,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 def test_every_operation_keeps_its_documented_contract(
     case: schemathesis.Case, live: ServerHandle,
 ) -> None:
-    response = case.call_and_validate(
+    # A cursor is opaque: any string is schema-valid, and one this API did not make is
+    # refused (422). Cases carrying one are checked for everything but acceptance.
+    opaque = bool(case.query and "cursor" in case.query)
+    case.call_and_validate(
         base_url=live.base_url, timeout=30,
         headers={"Authorization": f"Bearer {live.token('prop')}"},
-        excluded_checks=[schemathesis.checks.positive_data_acceptance])
-    # Schema-valid data must be accepted — except a cursor: it is opaque (any string is
-    # schema-valid), and one this API did not make is a 422 naming `cursor`.
-    meta = case.meta
-    if meta is not None and meta.generation.mode.is_positive and response.status_code in (
-            400, 413, 422):
-        locs = [tuple(e.get("loc", ())) for e in response.json().get("errors", [])]
-        assert response.status_code == 422 and locs and all(
-            loc == ("query", "cursor") for loc in locs), (
-            f"schema-valid request rejected: {response.status_code} {response.text[:300]}"
-            f"\n{case.as_curl_command()}")
+        excluded_checks=[schemathesis.checks.positive_data_acceptance] if opaque else [])
 
 
 async def test_a_path_answers_405_with_every_method_it_routes(live: ServerHandle) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -95,14 +95,14 @@ def _wants_sse(accept: str | None) -> bool:
 
 
 @router.post("/runs", status_code=202, response_model=AckOut, responses=SSE_RESPONSE)
-async def start_run(api: Api, user: Writer, body: RunCreate,
-                    accept: Annotated[str | None, Header()] = None) -> Response:
+async def start_run(api: Api, request: Request, user: Writer, body: RunCreate) -> Response:
     """Store a user message and start its run (one transaction), like ``user_message``.
 
     Answers 202 with the ``message_ack`` payload (a resent ``message_id``: the original
     ids, ``duplicate: true``); with ``Accept: text/event-stream`` the run's events instead
     (``message_created`` first), ending after its terminal event.
     """
+    accept = request.headers.get("accept")  # content negotiation, not a parameter
     await count_message(api, user)
     command = body.command()
     after = 0

@@ -30,7 +30,8 @@ class SearchItem(BaseModel):
 
 @router.get("/search", response_model=Page[SearchItem])
 async def search(api: Api, user: User,
-                 q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY),
+                 q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY,
+                                         pattern=r"^[^\x00]*$"),  # documented: no NUL
                               AfterValidator(storable_text)],
                  limit: Limit = 20, cursor: str | None = None) -> Page[SearchItem]:
     """The caller's messages (user and assistant) matching the words of `q`, best match
