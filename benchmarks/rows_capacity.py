@@ -44,8 +44,10 @@ def _cell(res: StreamResult | None) -> str:
     if res is None:
         return "n/a"
     s = res.summary()
+    cpu = "CPU/token n/a (streams did not end)" if math.isnan(s["cpu_ms_per_token"]) else \
+        f"{s['cpu_ms_per_token']:.2f} ms CPU/token"
     text = (f"lag p50 {ms(s['p50'])} / p99 {ms(s['p99'])}, {res.lost:,} lost, "
-            f"{s['cpu_ms_per_token']:.2f} ms CPU/token ({s['core']:.0%} of a core)")
+            f"{cpu} ({s['core']:.0%} of a core)")
     if res.errors:
         text += f"; {len(res.errors)} errors, e.g. {res.errors[0][:80]}"
     return text
@@ -78,9 +80,11 @@ def stream_rows(res: Results, logdir: Path, profiles: list[Profile], levels: lis
     lg: dict[int, StreamResult | Exception] = {}
     lg_missing = "skipped (--skip-langgraph)" if skip_langgraph else servers.langgraph_missing()
     profile_level = next((c for c in levels if c >= 50), levels[-1])
+    load: dict[int, float] = {}  # the machine's 1-minute load average as each level starts
     with servers.provider(logdir, tokens=TOKENS, rate=RATE) as provider:
         for level in levels:
             print(f"    {level} streams: pydantic-ai alone, runwire", flush=True)
+            load[level] = os.getloadavg()[0]
             try:
                 floor[level] = floor_streams(provider.base, level)
             except Exception as exc:
@@ -107,7 +111,7 @@ def stream_rows(res: Results, logdir: Path, profiles: list[Profile], levels: lis
                                         else repr(v.get(c)))
                                  for name, v in (("floor", floor), ("runwire", rw),
                                                  ("langgraph", lg))} for c in levels}
-    return [_stream_row(c, rw[c], floor[c], lg.get(c), lg_missing) for c in levels]
+    return [_stream_row(c, rw[c], floor[c], lg.get(c), lg_missing, load[c]) for c in levels]
 
 
 def _ok(value: StreamResult | Exception | None) -> StreamResult | None:
@@ -121,7 +125,8 @@ def _why(value: StreamResult | Exception | None, missing: str | None = None) -> 
 
 
 def _stream_row(level: int, rw_v: StreamResult | Exception, floor_v: StreamResult | Exception,
-                lg_v: StreamResult | Exception | None, lg_missing: str | None) -> Row:
+                lg_v: StreamResult | Exception | None, lg_missing: str | None,
+                load: float) -> Row:
     rw, floor, lg = _ok(rw_v), _ok(floor_v), _ok(lg_v)
     own = (rw.cpu_per_token_ms() - floor.cpu_per_token_ms()) if rw and floor else math.nan
     target = "0 lost; runwire's own CPU/token (server − floor) ≤ 0.1 ms"
@@ -137,7 +142,7 @@ def _stream_row(level: int, rw_v: StreamResult | Exception, floor_v: StreamResul
     else:
         met = False
     runwire = _cell(rw) if rw else _why(rw_v)
-    if rw and floor:
+    if rw and floor and not math.isnan(own):
         runwire += f"; own {own:.2f} ms CPU/token"
     baseline = (f"pydantic-ai alone: {_cell(floor) if floor else _why(floor_v)}; "
                 f"LangGraph: {_cell(lg) if lg else _why(lg_v, lg_missing)}")
@@ -147,7 +152,8 @@ def _stream_row(level: int, rw_v: StreamResult | Exception, floor_v: StreamResul
                "provider's send stamp; lost = expected − distinct tokens received; complete "
                f"streams (exact text): runwire {rw.complete if rw else 'n/a'}, LangGraph "
                f"{lg.complete if lg else 'n/a'}, pydantic-ai {floor.complete if floor else 'n/a'}"
-               f" of {level}")
+               f" of {level}; machine load average {load:.1f} (2 cores) when the level "
+               "started")
 
 
 def workers_rows(res: Results, logdir: Path, one_core: Results,

@@ -59,6 +59,7 @@ class StreamResult:
     wall: float = 0.0
     complete: int = 0  # streams whose text is exactly tokens 0…TOKENS-1
     received: int = 0  # distinct tokens that arrived, summed over the streams
+    unfinished: int = 0  # streams that had not ended when the wait timed out
 
     @property
     def expected(self) -> int:
@@ -77,6 +78,10 @@ class StreamResult:
         return self
 
     def cpu_per_token_ms(self) -> float:
+        """Server CPU over the window per token received; nan when streams never ended
+        (the window is then the timeout, not the work)."""
+        if self.unfinished:
+            return float("nan")
         return 1000 * self.cpu / max(1, self.received)
 
     def summary(self) -> dict[str, Any]:
@@ -139,6 +144,7 @@ async def runwire_streams(url: str, pid: int, streams: int) -> StreamResult:
         _, pending = await asyncio.wait([f.done for f in flows], timeout=STREAM_TIMEOUT)
         result.cpu, result.wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
         if pending:
+            result.unfinished = len(pending)
             result.errors.append(f"{len(pending)} streams not ended after {STREAM_TIMEOUT:.0f}s")
     finally:
         for c in conns:
