@@ -554,18 +554,26 @@ export class RunwireClient {
   }
 
   /**
-   * "Retry now": while waiting to reconnect, tries at once (the backoff continues from
-   * there); after a close the client does not retry by itself (4008, 1008, 4003, idle),
-   * connects again. No-op while open or connecting.
+   * "Retry now": while waiting to reconnect (or while an attempt hangs), tries at once (the
+   * backoff continues from there); after a close the client does not retry by itself
+   * (4008, 1008, 4003, idle), connects again. No-op while open.
    */
   reconnectNow(): void {
-    if (this.ws) return;
-    if (this.reconnectTimer) {
-      this.clearReconnect();
-      this.open();
+    if (this.ws && this.isOpen()) return;
+    if (this.stopped) {
+      void this.connect();
       return;
     }
-    void this.connect();
+    const pending = this.detach(); // an attempt still in flight starts over, now
+    if (pending) {
+      try {
+        pending.close();
+      } catch {
+        /* not open yet */
+      }
+    }
+    this.clearReconnect();
+    this.open();
   }
 
   /** Sends an application-level `ping` (answered by `pong`). false when not open. */

@@ -87,6 +87,26 @@ describe("reconnect by close code", () => {
     expect(FakeWebSocket.instances).toHaveLength(7);
   });
 
+  it("reconnectNow() skips the backoff wait, restarts a hanging attempt, and reconnects after 4008", async () => {
+    const h = harness({ backoff: { baseMs: 10_000, maxMs: 30_000 } });
+    const ws = await connected(h);
+    ws.serverClose(1006);
+    expect(h.client.status.retryInMs).toBe(10_000);
+    h.client.reconnectNow();
+    expect(FakeWebSocket.instances).toHaveLength(2); // at once
+    h.client.reconnectNow(); // that attempt hangs (never opens): a fresh one
+    expect(FakeWebSocket.instances).toHaveLength(3);
+    FakeWebSocket.last.establish();
+    h.client.reconnectNow(); // open: nothing to do
+    expect(FakeWebSocket.instances).toHaveLength(3);
+    FakeWebSocket.last.serverClose(4008);
+    expect(h.client.status.state).toBe("closed");
+    vi.advanceTimersByTime(60_000);
+    expect(FakeWebSocket.instances).toHaveLength(3); // 4008: no retry of its own
+    h.client.reconnectNow(); // the user closed a tab and asks
+    expect(FakeWebSocket.instances).toHaveLength(4);
+  });
+
   it("jitter comes from the injected random", async () => {
     const h = harness({ random: () => 0 });
     const ws = await connected(h);
