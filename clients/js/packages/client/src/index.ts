@@ -34,6 +34,7 @@ export {
   trimTimeline,
   hasSeq,
   isTerminal,
+  askedIn,
 } from "./timeline.ts";
 export {
   RestClient,

@@ -374,3 +374,19 @@ export function trimTimeline(tl: Timeline, maxMessages = 500): Timeline {
   for (const [id, d] of Object.entries(tl.deltas)) if (kept.has(id)) deltas[id] = d;
   return { ...tl, items, deltas };
 }
+
+/** The user message that asked for `runId`: the one the run's ack named, else the latest
+ *  user message before the run (events of a reloaded thread don't link the two). */
+export function askedIn(tl: Timeline, runId: string): MessageItem | null {
+  const items = tl.items;
+  const direct = items.find((i): i is MessageItem => i.kind === "message" && i.role === "user" && i.runId === runId);
+  if (direct) return direct;
+  const run = items.find((i) => i.kind === "run" && i.runId === runId);
+  if (!run) return null;
+  let found: MessageItem | null = null;
+  for (const i of items) {
+    if (i.seq >= run.seq) break;
+    if (i.kind === "message" && i.role === "user") found = i;
+  }
+  return found;
+}

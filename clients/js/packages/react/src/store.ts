@@ -9,6 +9,7 @@
 
 import {
   addOptimistic,
+  askedIn,
   applyEvent,
   applyEvents,
   removeOptimistic,
@@ -25,11 +26,12 @@ import {
   type SendOptions,
   type ServerFrame,
   type ThreadEvent,
-  type ThreadOut,
   type Timeline,
 } from "@runwire/client";
 
-export type LoadState = "idle" | "loading" | "loaded" | "error";
+import { ThreadListStore, type LoadState, type ThreadList } from "./threadlist.ts";
+
+export type { LoadState, ThreadList } from "./threadlist.ts";
 
 export interface ThreadEntry {
   readonly timeline: Timeline;
@@ -39,37 +41,13 @@ export interface ThreadEntry {
   readonly source: "none" | "cache" | "server";
 }
 
-export interface ThreadList {
-  readonly threads: readonly ThreadOut[];
-  readonly load: LoadState;
-  readonly error: string | null;
-  /** More (older) threads to page in with `loadMoreThreads()`. */
-  readonly hasMore: boolean;
-}
-
 type Listener = () => void;
 
-const THREAD_PAGE = 100;
 const MAX_EVENT_PAGES = 4;
 const MAX_PENDING = 5000; // events kept for a thread that is not loaded // 4 × 500 events: more than the default retention (1000)
 const SAVE_DELAY_MS = 400;
 /** Key of the timeline that holds optimistic messages of a thread not created yet. */
 export const DRAFT = "";
-
-/** A live change of the threads list: a title (created or renamed), or null (deleted). */
-interface ListChange {
-  threadId: string;
-  title: string | null;
-}
-
-function applyListChange(threads: readonly ThreadOut[], { threadId, title }: ListChange): readonly ThreadOut[] {
-  if (title === null) return threads.filter((t) => t.thread_id !== threadId);
-  if (threads.some((t) => t.thread_id === threadId)) {
-    return threads.map((t) => (t.thread_id === threadId ? { ...t, title } : t));
-  }
-  const now = new Date().toISOString();
-  return [{ thread_id: threadId, title, created_at: now, updated_at: now, last_seq: 0 }, ...threads];
-}
 
 /** An optimistic timeline message as the outbox item it stands for. */
 function asOutbox(item: MessageItem, threadId: string, state?: OutboxState): OutboxItem {
@@ -104,17 +82,14 @@ export class ThreadStore {
   private readonly deleted = new Set<string>();
   /** "New chat" messages typed before the first one's ack: sent into its thread then. */
   private held: Array<{ item: OutboxItem; opts: Omit<SendOptions, "threadId"> }> = [];
-  private list: ThreadList = { threads: [], load: "idle", error: null, hasMore: false };
-  private nextCursor: string | null = null;
-  /** Live list changes seen while a REST load is out (replayed on its answer). */
-  private listChanges: ListChange[] = [];
-  private listLoads = 0;
+  private readonly list: ThreadListStore;
 
   constructor(
     readonly client: RunwireClient,
     readonly rest: RestClient,
     readonly history: LocalHistory | null = null,
   ) {
+    this.list = new ThreadListStore(rest, () => this.notify());
     this.entries.set(DRAFT, { timeline: emptyTimeline(DRAFT), load: "loaded", error: null, source: "none" });
   }
 
@@ -128,7 +103,7 @@ export class ThreadStore {
       client.on("outbox", (items) => this.onOutbox(items)),
       client.on("status", (s) => {
         // Threads created or renamed while this page was offline.
-        if (s.state === "open" && this.list.load === "loaded") void this.loadThreads();
+        if (s.state === "open" && this.list.value.load === "loaded") void this.loadThreads();
       }),
     ];
     let attached = true;
@@ -183,7 +158,7 @@ export class ThreadStore {
   }
 
   threads(): ThreadList {
-    return this.list;
+    return this.list.value;
   }
 
   /** The thread was deleted (here or in another tab) while this page was open. */
@@ -263,21 +238,6 @@ export class ThreadStore {
     return this.client.stop({ runId });
   }
 
-  /** The user message that started `runId` (the latest user message before the run). */
-  userMessageOf(threadId: string, runId: string): MessageItem | null {
-    const items = this.entries.get(threadId)?.timeline.items ?? [];
-    const direct = items.find((i): i is MessageItem => i.kind === "message" && i.role === "user" && i.runId === runId);
-    if (direct) return direct;
-    const run = items.find((i) => i.kind === "run" && i.runId === runId);
-    if (!run) return null;
-    let found: MessageItem | null = null;
-    for (const i of items) {
-      if (i.seq >= run.seq) break;
-      if (i.kind === "message" && i.role === "user") found = i;
-    }
-    return found;
-  }
-
   /**
    * Runs the request of `runId` again (default: the thread's last run): a new message with
    * the same text on the same thread, so a new run; the earlier answer stays in the log.
@@ -285,7 +245,8 @@ export class ThreadStore {
   regenerate(threadId: string, runId?: string): OutboxItem | null {
     const items = this.entries.get(threadId)?.timeline.items ?? [];
     const target = runId ?? [...items].reverse().find((i) => i.kind === "run")?.runId;
-    const asked = target ? this.userMessageOf(threadId, target) : null;
+    const tl = this.entries.get(threadId)?.timeline;
+    const asked = target && tl ? askedIn(tl, target) : null;
     return asked ? this.send(threadId, asked.content) : null;
   }
 
@@ -384,36 +345,14 @@ export class ThreadStore {
 
   // ---- threads list --------------------------------------------------------------------
 
-  /** (Re)loads the list over REST. Live changes (thread_created/updated/deleted) that arrive
-   *  while the request is out are newer than its answer and are applied on top of it. */
-  async loadThreads(): Promise<void> {
-    if (this.list.load === "idle") this.setList({ load: "loading" });
-    const since = this.listChanges.length;
-    this.listLoads += 1;
-    try {
-      const page = await this.rest.listThreads({ limit: THREAD_PAGE });
-      let threads: readonly ThreadOut[] = page.items;
-      for (const change of this.listChanges.slice(since)) threads = applyListChange(threads, change);
-      this.nextCursor = page.next_cursor ?? null;
-      this.setList({ threads, load: "loaded", error: null, hasMore: Boolean(page.next_cursor) });
-    } catch (err) {
-      this.setList({ load: "error", error: message(err) });
-    } finally {
-      this.listLoads -= 1;
-      if (this.listLoads === 0) this.listChanges = [];
-    }
+  /** (Re)loads the threads list over REST (see ThreadListStore.load). */
+  loadThreads(): Promise<void> {
+    return this.list.load();
   }
 
-  /** The next page of older threads, appended (threads already listed are kept). */
-  async loadMoreThreads(): Promise<void> {
-    if (!this.nextCursor) return;
-    const page = await this.rest.listThreads({ limit: THREAD_PAGE, cursor: this.nextCursor });
-    const known = new Set(this.list.threads.map((t) => t.thread_id));
-    this.nextCursor = page.next_cursor ?? null;
-    this.setList({
-      threads: [...this.list.threads, ...page.items.filter((t) => !known.has(t.thread_id))],
-      hasMore: Boolean(page.next_cursor),
-    });
+  /** The next page of older threads, appended. */
+  loadMoreThreads(): Promise<void> {
+    return this.list.loadMore();
   }
 
   async rename(threadId: string, title: string): Promise<void> {
@@ -426,18 +365,8 @@ export class ThreadStore {
     this.forget(threadId);
   }
 
-  private setList(patch: Partial<ThreadList>): void {
-    this.list = { ...this.list, ...patch };
-    this.notify();
-  }
-
-  private changeList(change: ListChange): void {
-    if (this.listLoads > 0) this.listChanges.push(change);
-    this.setList({ threads: applyListChange(this.list.threads, change) });
-  }
-
   private upsertThread(threadId: string, title: string): void {
-    this.changeList({ threadId, title });
+    this.list.change({ threadId, title });
   }
 
   private forget(threadId: string): void {
@@ -447,7 +376,7 @@ export class ThreadStore {
     this.pending.delete(threadId);
     clearTimeout(this.saveTimers.get(threadId));
     void this.history?.remove(threadId).catch(() => undefined);
-    this.changeList({ threadId, title: null });
+    this.list.change({ threadId, title: null });
   }
 
   // ---- what the connection brings ------------------------------------------------------
