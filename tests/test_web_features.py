@@ -129,3 +129,24 @@ def test_keyboard_shortcuts_and_their_help(desk: Any, server_factory: Any) -> No
     expect(desk.get_by_test_id("composer-input")).to_be_focused()
     desk.get_by_test_id("shortcuts-button").click()
     expect(help_box).to_be_visible()
+
+
+# ---- /docs without internet (issue #17, defect 11) -------------------------------------
+
+def test_the_api_docs_work_without_internet(desk: Any, server: ServerHandle) -> None:
+    from playwright.sync_api import expect
+
+    foreign: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(server.base_url):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    desk.route("**/*", only_local)
+    desk.goto(server.base_url + "/docs")
+    expect(desk.locator(".swagger-ui .info .title")).to_contain_text("runwire")
+    expect(desk.locator(".opblock-summary-path", has_text="/api/threads").first).to_be_visible()
+    assert foreign == []

@@ -45,6 +45,8 @@ export function takeToken(): string | null {
     params.delete("token");
     const rest = params.toString();
     history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+    // A bad link must not sign the other tabs out: only a usable token replaces the stored one.
+    if (isExpired(fromUrl) || !claimsOf(fromUrl)?.sub) return fromUrl;
     storeToken(fromUrl);
   }
   const token = read();
