@@ -9,6 +9,10 @@ Scripted by the last user message:
     "fail <status>"       → answers HTTP <status> (500, 429, 400)
     "fail once"           → HTTP 503 the first time, then a normal answer
     "paced <n> <rate>"    → paced mode: <n> tokens at <rate> tokens/s (see below)
+    "multi"               → one response with three tool calls: send_notification to ann
+                            and to bob (they need approval) and calculator 2+3; after the
+                            results streams "Results: " + each tool message's content
+                            joined by " | "
     anything else         → streams "Hello from the fake model." in small deltas, or the
                             paced answer when the server was made with ``paced=(n, rate)``
 It records every request and when a streaming client went away.
@@ -141,6 +145,19 @@ class FakeOpenAI:
                                          else None)
         if paced is not None:
             return StreamingResponse(self._paced(*paced), headers=headers)
+        if text == "multi":
+            if not tool_results:
+                calls = [("send_notification", {"to": "ann", "text": "one"}),
+                         ("send_notification", {"to": "bob", "text": "two"}),
+                         ("calculator", {"expression": "2+3"})]
+                deltas = [{"tool_calls": [{"index": i, "id": f"call_m{len(self.requests)}_{i}",
+                                           "type": "function", "function": {
+                                               "name": name, "arguments": json.dumps(args)}}]}
+                          for i, (name, args) in enumerate(calls)]
+                return StreamingResponse(self._stream(deltas, "tool_calls"), headers=headers)
+            joined = " | ".join(str(m["content"]) for m in tool_results)
+            return StreamingResponse(self._stream([{"content": f"Results: {joined}"}], "stop"),
+                                     headers=headers)
         if text.startswith("tool:") and not tool_results:
             expr = text.split(":", 1)[1].strip()
             args = json.dumps({"expression": expr})

@@ -44,6 +44,7 @@ from runwire.agents.scope import HistoryMessage, RunScope, SearchHit
 from runwire.errors import AgentFailure, ConfigError, ModelFailure, StorageUnavailable
 from runwire.ids import MessageId, RunId, ThreadId, UserId
 from runwire.protocol.codes import RunEventType
+from runwire.settings import load_settings
 from runwire.store import repo
 
 from .conftest import ServerHandle
@@ -507,10 +508,25 @@ def test_model_info_labels_only_the_builtin_model_as_demo() -> None:
 def test_default_registry_is_fresh_and_holds_builtin_tools_and_the_supervisor() -> None:
     first, second = default_registry(), default_registry()
     assert first is not second
-    assert [t.name for t in first.tools()] == ["calculator", "current_time", "search_threads"]
-    assert first.get_agent("supervisor").tools == ("calculator", "current_time", "search_threads")
+    builtins = ["calculator", "current_time", "search_threads", "send_notification"]
+    assert [t.name for t in first.tools()] == builtins
+    assert first.get_agent("supervisor").tools == tuple(builtins)
+    assert [t.name for t in first.tools() if t.requires_approval] == ["send_notification"]
     first.add_tool(ToolSpec("extra", _extra, "extra"))
-    assert [t.name for t in second.tools()] == ["calculator", "current_time", "search_threads"]
+    assert [t.name for t in second.tools()] == builtins
+
+
+def test_approval_tools_marks_registered_tools_and_refuses_unknown_names() -> None:
+    registry = default_registry()
+    registry.require_approval(["calculator"])
+    assert registry.get_tool("calculator").requires_approval
+    assert not registry.get_tool("current_time").requires_approval
+    with pytest.raises(ConfigError, match="RUNWIRE_APPROVAL_TOOLS: no tool named nope"):
+        registry.require_approval(["nope"])
+    with pytest.raises(ConfigError, match="RUNWIRE_APPROVAL_TOOLS"):
+        load_settings(approval_tools="calculator, 9bad")
+    assert load_settings(approval_tools="calculator, current_time").approval_tools == (
+        "calculator", "current_time")
 
 
 async def _extra() -> str:

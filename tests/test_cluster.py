@@ -194,3 +194,36 @@ async def test_rate_limits_are_shared_across_nodes(cluster: Callable[..., Node])
         await a.send("user_message", {"content": QUESTION}, request_id="third")
         err = (await a.until(lambda f: f["type"] == "error"))[-1]
         assert err["payload"]["code"] == "rate_limited"
+
+
+async def test_a_run_paused_on_one_node_is_approved_through_the_other(
+    cluster: Callable[..., Node],
+) -> None:
+    """SPEC 7 across nodes: the run pauses on n1 (which then stops), the decision goes
+    through n2, and whichever node claims it resumes it: one agent_started, one end."""
+    one, two = await cluster("n1").start(), await cluster("n2").start()
+    async with RunwireClient.connect(one.ws_url, one.token()) as tab1:
+        await tab1.send_message("notify bob: deploy done")
+        asked = (await tab1.until(lambda f: f["type"] == "approval_required", timeout=20))[-1]
+    run_id, call_id = asked["run_id"], asked["payload"]["tool_call_id"]
+    thread_id = asked["thread_id"]
+    one.signal(signal.SIGTERM)
+    one.wait()  # stopped: nothing of the run is left on n1
+    async with RunwireClient.connect(two.ws_url, two.token()) as tab2:
+        async with two.api() as http:
+            assert (await http.get(f"/api/runs/{run_id}")).json()["status"] == "waiting"
+            decided = await http.post(f"/api/runs/{run_id}/approvals",
+                                      json={"tool_call_id": call_id, "approved": True})
+            assert decided.status_code == 200 and decided.json()["resumed"] is True
+        end = (await tab2.until(lambda f: f["type"] in ("agent_completed", "agent_error")
+                                and f.get("run_id") == run_id, timeout=20))[-1]
+        assert end["type"] == "agent_completed", end
+        assert "Sent the notification to **bob**" in end["payload"]["result"]
+        async with two.api() as http:
+            events = (await http.get(f"/api/threads/{thread_id}/events")).json()["items"]
+            run = (await http.get(f"/api/runs/{run_id}")).json()
+    types = [e["type"] for e in events if e.get("run_id") == run_id]
+    assert types.count("agent_started") == 1
+    assert sum(t in ("agent_completed", "agent_error") for t in types) == 1
+    assert types.count("approval_resolved") == 1 and types.count("tool_completed") == 1
+    assert run["status"] == "completed" and run["node_id"] == "n2"

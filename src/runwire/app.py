@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 from runwire.agents.registry import AgentRegistry, default_registry, load_user_registry
 from runwire.agents.runtime import AgentRuntime
 from runwire.api.agui import router as agui_router
+from runwire.api.approvals import router as approvals_router
 from runwire.api.deps import ApiContext
 from runwire.api.errors import install_problem_handlers
 from runwire.api.guard import EdgeGuard
@@ -126,6 +127,7 @@ class Services:
         registry = default_registry()
         if settings.agents:
             load_user_registry(settings.agents, registry)
+        registry.require_approval(settings.approval_tools)
         limiter = RateLimiter({"frame": settings.rate_limit_frames,
                                "user_message": settings.rate_limit_messages,
                                "rest_write": settings.rate_limit_frames}, limit_storage,
@@ -191,6 +193,7 @@ class Services:
             "outbound_queue_frames_total": sum(queued),
             "runs_running": self.runs.scheduler.running,
             "runs_queued": self.runs.queue_depth,
+            "runs_waiting": self.runs.approvals.waiting,
             "db_pool_in_use": pool["in_use"],
             "db_pool_overflow": pool["overflow"],
             "bus_up": 1.0 if self.bus.health() == "ok" else 0.0,
@@ -306,6 +309,7 @@ def create_app(settings: Settings) -> FastAPI:
                        max_body=settings.max_request_body)
     app.include_router(api_router)
     app.include_router(search_router)
+    app.include_router(approvals_router)
     app.include_router(runs_router)
     app.include_router(agui_router)
 

@@ -8,6 +8,8 @@ Hierarchy::
     ├── NotFound                  no such thread/run/message *for this user* (REST 404)
     ├── StorageUnavailable        the database cannot be reached or timed out
     ├── ThreadBusy                a thread has an active run and the strategy is `reject`
+    ├── Conflict                  a tool call was decided already (REST 409)
+    ├── InvalidArguments          edited tool arguments do not fit the tool (REST 422)
     ├── RateLimited               over a per-user, per-operation limit (REST 429)
     ├── LeaseLost                 this node no longer holds a run (fencing): stop, write nothing
     └── AgentFailure              a run failed; carries the `agent_error` code + retryable
@@ -44,6 +46,14 @@ class StorageUnavailable(RunwireError):
 
 class ThreadBusy(RunwireError):
     """The thread already has an active run and the strategy is `reject`."""
+
+
+class Conflict(RunwireError):
+    """A tool call was decided already (the first decision wins), or its run moved on."""
+
+
+class InvalidArguments(RunwireError):
+    """Edited tool arguments that do not fit the tool's schema; nothing was decided."""
 
 
 class RateLimited(RunwireError):

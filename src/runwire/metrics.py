@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+APPROVAL_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -130,6 +131,13 @@ class Metrics:
         self.bus_lag = histogram("runwire_bus_lag_seconds",
                                  "Redis bus: published on one node → received on another",
                                  LATENCY_BUCKETS)
+        self.approval_decisions = counter(
+            "runwire_approval_decisions_total",
+            "Decisions on tool calls waiting for approval by outcome "
+            "(approved, denied, timed_out)", "outcome")
+        self.approval_latency = histogram(
+            "runwire_approval_latency_seconds",
+            "approval_required → the decision, by outcome", APPROVAL_BUCKETS, "outcome")
         self.run_duration = histogram("runwire_run_duration_seconds", "run duration by status",
                                       RUN_BUCKETS, "status")
 

@@ -7,6 +7,7 @@ Every duration is a float in seconds so tests can use fractions of a second.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
@@ -78,6 +79,8 @@ class Settings(BaseSettings):
     agent_execution_timeout: PositiveFloat = 30.0
     tool_timeout: PositiveFloat = 10.0
     max_history_size: int = Field(default=100, ge=0)
+    approval_tools: Annotated[tuple[str, ...], NoDecode] = ()
+    approval_timeout: PositiveFloat = 86400.0
 
     event_retention_events: int = Field(default=1000, ge=1)
     event_retention_hours: PositiveFloat = 24.0
@@ -94,7 +97,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("jwt_algorithms", "allowed_origins", mode="before")
+    @field_validator("jwt_algorithms", "allowed_origins", "approval_tools", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -110,6 +113,16 @@ class Settings(BaseSettings):
             parse_many(value)
         except ValueError as exc:
             raise ValueError(f"not a rate limit like '30/minute': {value!r}") from exc
+        return value
+
+    @field_validator("approval_tools")
+    @classmethod
+    def _tool_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Names only here; that each is a registered tool is checked when the registry is
+        # built (the user's AGENTS module may add tools).
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", name)]
+        if bad:
+            raise ValueError(f"not a tool name: {bad[0]!r}")
         return value
 
     @field_validator("redis_url")

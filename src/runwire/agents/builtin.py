@@ -15,6 +15,8 @@ How it decides (:func:`decide`), on the newest request of the conversation:
    divided by) → ``calculator(expression)``;
 5. a place alone ("and in Paris?") right after a time question in the history → time;
 6. ``/tool <name> <json args>`` → that tool (checked first: any registered tool, offline);
+   ``notify <to>: <text>`` → ``send_notification(to, text)`` (which waits for the user's
+   approval; a denial comes back as the call's error and is explained);
 7. ``ask <agent>: <request>`` or ``@<agent> <request>`` → delegate to that sub-agent;
 8. an agent whose only tool takes one text argument passes the request to it;
 9. otherwise a short fixed answer saying what this demo model can do.
@@ -56,6 +58,7 @@ from pydantic_ai.models.function import (
 )
 from pydantic_ai.tools import ToolDefinition
 
+from runwire.agents.builtin_answers import ToolResult, explain
 from runwire.agents.tools import CITY_TIMEZONES
 
 BUILTIN_MODEL_NAME: Final = "builtin"
@@ -80,14 +83,6 @@ class AnswerStep:
 
 
 Step: TypeAlias = ToolStep | AnswerStep
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    tool_name: str
-    args: dict[str, Any]
-    value: Any
-    error: str | None
 
 
 _SEARCH_VERB: Final = re.compile(r"\b(search|find|look (?:up|for|through))\b", re.I)
@@ -120,16 +115,18 @@ _HAS_OPERATION: Final = re.compile(r"[\d.)]\s*(?:\*\*|//|[+\-*/%])\s*[(\-+]*\s*[
 _CHUNK: Final = re.compile(r"\S+\s*|\s+")
 _ASK: Final = re.compile(r"^\s*(?:ask\s+([A-Za-z_][\w\-]*)\s*[:,]|@([A-Za-z_][\w\-]*))\s*(.*)$",
                          re.I | re.S)
-_BUILTIN_TOOLS: Final = frozenset({"calculator", "current_time", "search_threads"})
+_BUILTIN_TOOLS: Final = frozenset({"calculator", "current_time", "search_threads",
+                                   "send_notification"})
+_NOTIFY: Final = re.compile(r"^\s*notify\s+([^:\n]{1,200}?)\s*:\s*(.+?)\s*$", re.I | re.S)
 _EXPLICIT_TOOL: Final = re.compile(r"^\s*/tool\s+([A-Za-z_][\w.\-]*)\s*(.*?)\s*$", re.S)
-SHOWN_RESULT: Final = 300  # characters of an unknown tool's result quoted in the answer
 
 HELP_TEXT: Final = (
     "I'm runwire's **offline demo model** (`builtin`): I don't call a real LLM, but I do "
     "show the whole agent loop with real tools. Try:\n\n"
     "- arithmetic — `what is 12*(3+4)?`\n"
     "- time — `what time is it in Tokyo?`\n"
-    "- search — `find budget in my threads`\n\n"
+    "- search — `find budget in my threads`\n"
+    "- a notification, sent once you approve it — `notify bob: the build is green`\n\n"
     "To talk to a real model, set `RUNWIRE_MODEL`:\n\n"
     "```bash\n"
     "export OPENAI_API_KEY=sk-...\n"
@@ -145,7 +142,7 @@ def decide(messages: Sequence[ModelMessage], tool_names: frozenset[str],
     """The next step for the conversation `messages` (oldest first, newest a request)."""
     results = _tool_results(messages)
     if results:
-        return AnswerStep("\n\n".join(_explain(result) for result in results))
+        return AnswerStep("\n\n".join(explain(result) for result in results))
     prompts = _user_prompts(messages)
     text = prompts[-1] if prompts else ""
     step = (_delegation(text, tool_names) or _intent(text) or _follow_up(text, prompts[:-1])
@@ -164,6 +161,12 @@ def _intent(text: str) -> Step | None:
     explicit = _explicit_tool(text)
     if explicit is not None:
         return explicit
+    notify = _NOTIFY.match(text)
+    if notify is not None:
+        to, message = notify.group(1).strip(), notify.group(2)
+        return ToolStep(f"The user wants {to} notified: I'll call send_notification (it waits "
+                        "for the user's approval).", "send_notification",
+                        {"to": to, "text": message})
     if _SEARCH_VERB.search(text) and _SEARCH_WHERE.search(text):
         query = _search_query(text)
         if query is None:
@@ -303,66 +306,30 @@ def _user_prompts(messages: Sequence[ModelMessage]) -> list[str]:
     return prompts
 
 
-def _tool_results(messages: Sequence[ModelMessage]) -> list[_Result]:
+def _tool_results(messages: Sequence[ModelMessage]) -> list[ToolResult]:
     """The tool results in the newest request, with the arguments of their calls."""
     if not messages or not isinstance(messages[-1], ModelRequest):
         return []
     calls = {part.tool_call_id: part for message in messages
              if isinstance(message, ModelResponse)
              for part in message.parts if isinstance(part, ToolCallPart)}
-    results: list[_Result] = []
+    results: list[ToolResult] = []
     for part in messages[-1].parts:
         if isinstance(part, ToolReturnPart | RetryPromptPart):
             call = calls.get(part.tool_call_id)
             args = call.args_as_dict() if call is not None else {}
             name = part.tool_name or (call.tool_name if call else "tool")
             if isinstance(part, RetryPromptPart):
-                results.append(_Result(name, args, None, part.model_response()))
+                results.append(ToolResult(name, args, None, part.model_response()))
             elif part.outcome != "success":
-                results.append(_Result(name, args, None, part.model_response_str(
+                results.append(ToolResult(name, args, None, part.model_response_str(
                     wrap_if_error=False)))
             else:
-                results.append(_Result(name, args, part.content, None))
+                results.append(ToolResult(name, args, part.content, None))
     return results
 
 
-# ---- answering --------------------------------------------------------------------------
-
-def _explain(result: _Result) -> str:
-    error = result.error.rstrip(". ") if result.error is not None else None
-    value = result.value
-    match result.tool_name:
-        case "calculator":
-            expression = result.args.get("expression", "")
-            if error is not None:
-                return f"I couldn't calculate `{expression}`: {error}."
-            return f"Using the calculator: {value['expression']} = **{value['result']}**."
-        case "current_time":
-            if error is not None:
-                return f"I couldn't tell the time: {error}."
-            return (f"It is **{value['time']}** on {value['weekday']}, {value['date']} in "
-                    f"{value['timezone']} (UTC{value['utc_offset']}).")
-        case "search_threads":
-            query = result.args.get("query", "")
-            if error is not None:
-                return f"I couldn't search your threads: {error}."
-            if not value:
-                return f'I found no messages matching "{query}" in your threads.'
-            lines = [f"- **{hit['title'] or 'Untitled'}** ({hit['role']}): {hit['snippet']}"
-                     for hit in value]
-            return (f'I found {len(value)} message{"s" if len(value) != 1 else ""} matching '
-                    f'"{query}":\n\n' + "\n".join(lines))
-        case name:
-            if error is not None:
-                return f"`{name}` failed: {error}."
-            if isinstance(value, str):  # a sub-agent's answer
-                return f"**{name}** says: {value}"
-            shown = json.dumps(value, default=str, ensure_ascii=False)
-            if len(shown) > SHOWN_RESULT:
-                return (f"`{name}` returned {len(shown):,} characters of JSON, starting: "
-                        f"`{shown[:SHOWN_RESULT]}…`")
-            return f"`{name}` returned: `{shown}`"
-
+# ---- answering (see runwire.agents.builtin_answers) ---------------------------------
 
 def chunks(text: str, *, max_len: int = TOKEN_CHARS) -> list[str]:
     """`text` cut into token-sized deltas: words, long words in pieces of `max_len` chars.

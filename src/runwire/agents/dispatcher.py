@@ -212,6 +212,20 @@ class ToolDispatcher:
     def agent_name(self) -> str:
         return self._events.agent_name
 
+    def requires_approval(self, tool_name: str) -> bool:
+        """Whether calls of `tool_name` wait for the user's approval (SPEC 7)."""
+        try:
+            return self._registry.get_tool(tool_name).requires_approval
+        except KeyError:
+            return False
+
+    async def denied(self, call: ToolCall, reason: str) -> None:
+        """Report a call the user denied (``tool_executing`` + ``tool_completed`` with the
+        error the model is told), like any refused call; nothing runs."""
+        self.calls += 1
+        await self._events.executing(call)
+        await self._events.completed(call, ToolErrored("denied", reason), duration_ms=0)
+
     async def dispatch(self, call: ToolCall, invoke: Invoke) -> ToolOutcome:
         """Check, run and report one call; `invoke` runs it once it is allowed."""
         self.calls += 1

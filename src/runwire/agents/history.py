@@ -45,6 +45,11 @@ def dump_messages(messages: Sequence[ModelMessage]) -> str:
     return ModelMessagesTypeAdapter.dump_json(list(messages)).decode()
 
 
+def load_messages(data: str) -> list[ModelMessage]:
+    """Messages stored by :func:`dump_messages`."""
+    return ModelMessagesTypeAdapter.validate_json(data)
+
+
 def text_history(history: Sequence[HistoryMessage]) -> list[ModelMessage]:
     """Message texts as pydantic-ai history (oldest first), without tool calls.
 

@@ -12,6 +12,7 @@ serves every run. Extension points:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import os
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from runwire.agents.tools import calculator, current_time, search_threads
+from runwire.agents.tools import calculator, current_time, search_threads, send_notification
 from runwire.errors import ConfigError
 
 ToolFunction = Callable[..., Awaitable[Any]]
@@ -36,7 +37,8 @@ SUPERVISOR_INSTRUCTIONS: Final = """\
 You are runwire's supervisor agent, answering a user in a chat.
 Use the tools when they help: `calculator` for any arithmetic (never compute in your head),
 `current_time` for the date or time anywhere (IANA zone names such as 'Asia/Tokyo'),
-`search_threads` to look through the user's own earlier conversations.
+`search_threads` to look through the user's own earlier conversations,
+`send_notification` to notify someone (the user approves each notification before it is sent).
 If a tool reports an error, explain it briefly and suggest a fix.
 Answer concisely in Markdown."""
 
@@ -60,6 +62,9 @@ class ToolSpec:
         required_scopes: token scopes a run needs to call it (all of them).
         timeout: seconds one call may take; None means the runtime's default.
         rate_limit: optional per-user limit in ``limits`` notation, e.g. ``"10/minute"``.
+        requires_approval: each call waits for the user's decision (SPEC 7): the run
+            pauses durably and resumes, on any node, once the call is approved (possibly
+            with edited arguments) or denied. Also set by ``APPROVAL_TOOLS``.
     """
 
     name: str
@@ -68,6 +73,7 @@ class ToolSpec:
     required_scopes: frozenset[str] = frozenset()
     timeout: float | None = None
     rate_limit: str | None = None
+    requires_approval: bool = False
 
     def __post_init__(self) -> None:
         _check_name("tool", self.name)
@@ -151,6 +157,20 @@ class AgentRegistry:
         self._agents[spec.name] = spec
         return spec
 
+    def require_approval(self, names: Iterable[str]) -> None:
+        """Mark the tools called `names` ``requires_approval`` (``APPROVAL_TOOLS``).
+
+        Raises:
+            ConfigError: a name is not a registered tool.
+        """
+        names = tuple(names)
+        unknown = [name for name in names if name not in self._tools]
+        if unknown:
+            raise ConfigError(f"RUNWIRE_APPROVAL_TOOLS: no tool named {', '.join(unknown)} "
+                              f"(registered: {', '.join(self._tools)})")
+        for name in names:
+            self._tools[name] = dataclasses.replace(self._tools[name], requires_approval=True)
+
     def get_tool(self, name: str) -> ToolSpec:
         """The tool called `name`. Raises KeyError if there is none."""
         try:
@@ -182,8 +202,9 @@ class AgentRegistry:
 
 
 def builtin_tools() -> Iterable[ToolSpec]:
-    """Fresh specs of the three built-in tools (no scopes needed: they only read public
-    facts or the caller's own messages)."""
+    """Fresh specs of the built-in tools (no scopes needed: they only read public facts
+    or the caller's own messages; ``send_notification`` acts for the user, so each call
+    needs the user's approval)."""
     yield ToolSpec(
         name="calculator", function=calculator,
         description="Evaluate an arithmetic expression exactly: numbers, + - * / // % ** and "
@@ -198,6 +219,11 @@ def builtin_tools() -> Iterable[ToolSpec]:
         name="search_threads", function=search_threads,
         description="Search the user's own earlier messages in all their chat threads; returns "
                     "matching messages with thread title and a snippet.",
+    )
+    yield ToolSpec(
+        name="send_notification", function=send_notification, requires_approval=True,
+        description="Send a short notification `text` to the recipient `to` (a name or an "
+                    "address) on the user's behalf. The user approves each call first.",
     )
 
 

@@ -19,10 +19,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from typing import Final, TypedDict
+from typing import Any, Final, TypedDict
 
 import httpx
-from pydantic_ai import Agent, RunContext
+from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults, RunContext
 from pydantic_ai.agent import AgentRunResult
 from pydantic_ai.capabilities.instrumentation import Instrumentation
 from pydantic_ai.exceptions import (
@@ -58,12 +58,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from runwire.agents.approval import deferred_results, pending_calls, validate_args
 from runwire.agents.builtin import BUILTIN_MODEL_NAME, builtin_model
 from runwire.agents.delegation import register_delegation_tools, sub_scope
 from runwire.agents.dispatcher import ToolDispatcher, ToolGuards
-from runwire.agents.history import dump_messages
+from runwire.agents.history import dump_messages, load_messages
 from runwire.agents.registry import AgentRegistry, AgentSpec
-from runwire.agents.scope import AgentOutcome, RunScope
+from runwire.agents.scope import AgentOutcome, Resumption, RunScope
 from runwire.agents.toolset import dispatching_toolset, function_toolset
 from runwire.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from runwire.errors import AgentFailure, ModelFailure
@@ -142,21 +143,43 @@ class AgentRuntime:
         except KeyError:
             raise AgentFailure("internal", f"agent {scope.agent_name!r} is not registered",
                                retryable=False) from None
-        relay, result, dispatcher = await self._run(spec, scope, history=scope.history)
-        if not relay.text and result.output:
-            await relay.text_delta(str(result.output))  # a model that did not stream its text
+        resume = scope.resume
+        relay, result, dispatcher = await self._run(
+            spec, scope, history=scope.history, resume=resume, deferred=scope.depth == 0)
+        output = result.output
+        if not relay.text and output and not isinstance(output, DeferredToolRequests):
+            await relay.text_delta(str(output))  # a model that did not stream its text
         usage = result.usage
-        return AgentOutcome(content=relay.text, usage={
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "requests": usage.requests,
-            "tool_calls": dispatcher.calls,
-        }, messages=dump_messages(result.new_messages()))
+        counts = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                  "requests": usage.requests, "tool_calls": dispatcher.calls}
+        messages = result.all_messages()
+        history_len = resume.history_len if resume is not None else len(scope.history)
+        if isinstance(output, DeferredToolRequests):
+            return AgentOutcome(content=relay.text, usage=counts,
+                                pending=pending_calls(output),
+                                paused_messages=dump_messages(messages),
+                                history_len=history_len)
+        return AgentOutcome(content=relay.text, usage=counts,
+                            messages=dump_messages(messages[history_len:]))
+
+    def validate_tool_args(self, tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """`args` for `tool_name` validated like the model's (edited approvals).
+
+        Raises:
+            KeyError: no such tool; pydantic.ValidationError: invalid arguments.
+        """
+        return validate_args(self._registry, tool_name, args)
 
     async def _run(self, spec: AgentSpec, scope: RunScope, *,
                    history: Sequence[ModelMessage] = (), usage: RunUsage | None = None,
-                   ) -> tuple[StreamRelay, AgentRunResult[str], ToolDispatcher]:
+                   resume: Resumption | None = None, deferred: bool = False,
+                   ) -> tuple[StreamRelay, AgentRunResult[str | DeferredToolRequests],
+                              ToolDispatcher]:
         """One agent's turn on `scope.user_message`, streaming into the run's sink.
+
+        `deferred`: the turn may end with ``DeferredToolRequests`` (calls waiting for
+        approval; the run's supervisor only). `resume`: go on from a pause instead, with
+        the user's decisions (the answer streamed so far is kept).
 
         A provider failure is retried (backoff, at most MODEL_RETRIES times) only while
         nothing of this turn was streamed or executed; the provider's breaker fails the
@@ -171,8 +194,13 @@ class AgentRuntime:
             raise ModelFailure(f"the model provider is failing: {exc}", retryable=True) from None
         dispatcher = ToolDispatcher(registry=self._registry, scope=scope, agent_name=spec.name,
                                     default_timeout=self._tool_timeout, guards=self._guards)
-        relay = StreamRelay(scope, spec.name)
-        agent = self._agent(spec, model, dispatcher)
+        relay = StreamRelay(scope, spec.name, resume.text if resume is not None else "")
+        agent = self._agent(spec, model, dispatcher, deferred=deferred)
+        prompt: str | None = scope.user_message
+        results: DeferredToolResults | None = None
+        if resume is not None:
+            prompt, history = None, load_messages(resume.messages)
+            results = await deferred_results(resume.decisions, dispatcher)
 
         def untouched_and_retryable(exc: BaseException) -> bool:
             return (isinstance(exc, ModelFailure) and exc.retryable and not relay.emitted
@@ -187,7 +215,7 @@ class AgentRuntime:
             with attempt:
                 try:
                     result = await agent.run(
-                        scope.user_message, message_history=list(history),
+                        prompt, message_history=list(history), deferred_tool_results=results,
                         deps=scope, event_stream_handler=relay.handle, usage=usage)
                 except (AgentRunError, UserError, httpx.HTTPError, ConnectionError) as exc:
                     failure = model_failure(exc)
@@ -253,8 +281,8 @@ class AgentRuntime:
         self._models[model] = resolved
         return resolved
 
-    def _agent(self, spec: AgentSpec, model: Model,
-               dispatcher: ToolDispatcher) -> Agent[RunScope, str]:
+    def _agent(self, spec: AgentSpec, model: Model, dispatcher: ToolDispatcher, *,
+               deferred: bool) -> Agent[RunScope, str | DeferredToolRequests]:
         tools = self._toolsets.get(spec)
         if tools is None:
             specs = (*self._registry.tools_for(spec.name),
@@ -263,9 +291,11 @@ class AgentRuntime:
         toolset = dispatching_toolset(tools, dispatcher)
         capabilities = ([Instrumentation(settings=self._instrument)]
                         if self._instrument is not None else [])
-        return Agent(model, deps_type=RunScope, output_type=str, name=spec.name,
-                     instructions=spec.instructions, toolsets=[toolset],
-                     capabilities=capabilities)
+        output_type: Any = [str, DeferredToolRequests] if deferred else str
+        agent: Agent[RunScope, str | DeferredToolRequests] = Agent(
+            model, deps_type=RunScope, output_type=output_type, name=spec.name,
+            instructions=spec.instructions, toolsets=[toolset], capabilities=capabilities)
+        return agent
 
 
 class StreamRelay:
@@ -274,11 +304,11 @@ class StreamRelay:
     Keeps the text it relayed (:attr:`text`): the run's answer is what its clients saw.
     """
 
-    def __init__(self, scope: RunScope, agent_name: str) -> None:
+    def __init__(self, scope: RunScope, agent_name: str, text: str = "") -> None:
         self._scope = scope
         self._agent_name = agent_name
         self.emitted = False  # anything (text or thinking) relayed yet
-        self._parts: list[str] = []
+        self._parts: list[str] = [text] if text else []  # a resumed run's answer so far
         self._separate = False
 
     @property

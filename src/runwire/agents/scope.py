@@ -90,13 +90,54 @@ class RunScope:
     context: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     depth: int = 0  # 0 for the run's supervisor, +1 per delegation to a sub-agent
+    resume: Resumption | None = None  # a run that paused for approvals and goes on
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """A tool call that waits for the user's approval (SPEC 7)."""
+
+    tool_call_id: str
+    tool_name: str
+    args: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecision:
+    """The user's decision on an :class:`ApprovalRequest`; `args`: what an approved call
+    runs with (the user's edit, else the model's arguments)."""
+
+    tool_call_id: str
+    tool_name: str
+    approved: bool
+    reason: str | None
+    args: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """What resuming a paused run needs: pydantic-ai's messages at the pause (JSON) — of
+    which the first `history_len` are the thread's history, the rest the run's own — the
+    answer text streamed so far, and a decision for every call it waited for."""
+
+    messages: str
+    history_len: int
+    text: str
+    decisions: Sequence[ApprovalDecision]
 
 
 @dataclass(frozen=True, slots=True)
 class AgentOutcome:
     """What a finished run produced: the final answer, token usage and, for the thread's
-    later history, pydantic-ai's messages of the run as JSON (ModelMessagesTypeAdapter)."""
+    later history, pydantic-ai's messages of the run as JSON (ModelMessagesTypeAdapter).
+
+    A run that paused for approvals (`pending` not empty) produced the answer so far,
+    and in `paused_messages` all of pydantic-ai's messages (the first `history_len` the
+    thread's history) to resume from."""
 
     content: str
     usage: Mapping[str, int] = field(default_factory=dict)
     messages: str | None = None
+    pending: tuple[ApprovalRequest, ...] = ()
+    paused_messages: str | None = None
+    history_len: int = 0

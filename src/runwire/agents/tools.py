@@ -280,3 +280,33 @@ def snippet(content: str, query: str, *, width: int = SNIPPET_CHARS) -> str:
     start = max(0, end - width)
     return ("…" if start else "") + flat[start:end].strip() + ("…" if end < len(flat) else "")
 
+
+
+# ---- send_notification ------------------------------------------------------------------
+
+MAX_NOTIFICATION_TO: Final = 200
+MAX_NOTIFICATION_TEXT: Final = 2000
+
+
+class Notification(TypedDict):
+    sent: bool
+    to: str
+    text: str
+
+
+async def send_notification(to: str, text: str) -> Notification:
+    """Send `text` to `to` — in this demo, the notification is recorded in the thread (the
+    call's ``tool_completed`` event and the answer), nothing leaves the server.
+
+    It is registered with ``requires_approval=True``: the run pauses until the user approves
+    (possibly with edited arguments) or denies the call (SPEC 7).
+
+    Raises:
+        ToolError: an empty or over-long recipient or text.
+    """
+    to, text = to.strip(), text.strip()
+    if not to or len(to) > MAX_NOTIFICATION_TO:
+        raise ToolError(f"the recipient must be 1-{MAX_NOTIFICATION_TO} characters")
+    if not text or len(text) > MAX_NOTIFICATION_TEXT:
+        raise ToolError(f"the text must be 1-{MAX_NOTIFICATION_TEXT} characters")
+    return {"sent": True, "to": to, "text": text}

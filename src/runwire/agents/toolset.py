@@ -7,6 +7,15 @@ validator and validates inside the dispatched call: an invalid call is reported 
 other failed call. A :class:`~runwire.agents.dispatcher.ToolErrored` outcome is raised as
 pydantic-ai's ``ToolFailed``, which the model receives as that call's error result (no
 retry budget used, the run goes on).
+
+A tool that ``requires_approval`` (SPEC 7) is not dispatched until the user approved the
+call: its first call raises pydantic-ai's ``ApprovalRequired`` (the run then ends its turn
+with ``DeferredToolRequests`` and pauses), and the approved call — pydantic-ai passes it
+in again with ``ctx.tool_call_approved`` and the approved (possibly edited) arguments —
+goes through the dispatcher like any other, so its ``tool_executing`` / ``tool_completed``
+are emitted only when it actually runs. A call with invalid arguments is not put to the
+user: it fails at once like any invalid call. A sub-agent cannot pause its supervisor's
+run, so there such a call fails with an error saying so.
 """
 
 from __future__ import annotations
@@ -14,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import ValidationError
 from pydantic_ai import RunContext, Tool
-from pydantic_ai.exceptions import ToolFailed
+from pydantic_ai.exceptions import ApprovalRequired, ToolFailed
 from pydantic_ai.toolsets import AbstractToolset, FunctionToolset, WrapperToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import SchemaValidator, core_schema
@@ -23,6 +33,7 @@ from pydantic_core import SchemaValidator, core_schema
 from runwire.agents.dispatcher import ToolCall, ToolDispatcher, ToolErrored
 from runwire.agents.registry import ToolSpec
 from runwire.agents.scope import RunScope
+from runwire.agents.tools import ToolError
 
 # Any JSON object; the real validation happens in the dispatched call.
 _PASS_THROUGH: Final = SchemaValidator(core_schema.dict_schema(
@@ -57,10 +68,23 @@ class DispatchingToolset(WrapperToolset[RunScope]):
     async def call_tool(self, name: str, tool_args: dict[str, Any], ctx: RunContext[RunScope],
                         tool: ToolsetTool[RunScope]) -> Any:
         inner = tool.inner if isinstance(tool, _DispatchedTool) else tool
+        needs_approval = (self.dispatcher.requires_approval(name)
+                          and not ctx.tool_call_approved)
+        if needs_approval and ctx.deps.depth == 0:
+            try:
+                inner.args_validator.validate_python(tool_args, context=ctx.validation_context)
+            except ValidationError:
+                pass  # invalid: fails below like any invalid call, nothing to approve
+            else:
+                raise ApprovalRequired
 
         async def invoke() -> Any:
             validated = inner.args_validator.validate_python(
                 tool_args, context=ctx.validation_context)
+            if needs_approval:  # valid, but a sub-agent's: it cannot pause the run
+                raise ToolError(f"{name} needs the user's approval, which only the "
+                                "supervisor agent can ask for; ask the user to request it "
+                                "directly")
             return await self.wrapped.call_tool(name, validated, ctx, inner)
 
         call = ToolCall(tool_name=name, args=tool_args, tool_call_id=ctx.tool_call_id or "")

@@ -12,7 +12,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
-from runwire.errors import AuthError, NotFound, RateLimited, StorageUnavailable, ThreadBusy
+from runwire.errors import (
+    AuthError,
+    Conflict,
+    InvalidArguments,
+    NotFound,
+    RateLimited,
+    StorageUnavailable,
+    ThreadBusy,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -29,7 +37,8 @@ class Problem(BaseModel):
 
 
 _DESCRIPTIONS = {400: "Bad request", 401: "Missing, invalid or expired token",
-                 404: "Not found (or another user's)", 409: "Conflict (thread busy)",
+                 404: "Not found (or another user's)",
+                 409: "Conflict (thread busy; a tool call decided already)",
                  413: "Request body too large", 422: "Invalid input",
                  429: "Rate limited (`Retry-After`)", 503: "Storage unavailable"}
 
@@ -87,6 +96,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def busy(_: Request, exc: Exception) -> JSONResponse:
         return problem(409, "Thread busy", str(exc), code="thread_busy")
 
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return problem(409, "Conflict", str(exc), code="conflict")
+
+    async def bad_args(_: Request, exc: Exception) -> JSONResponse:
+        return problem(422, "Validation error", str(exc), code="validation_error",
+                       errors=[{"loc": ["body", "args"], "msg": str(exc)}])
+
     async def storage(_: Request, exc: Exception) -> JSONResponse:
         return problem(503, "Storage unavailable", "the database is unavailable; retry later",
                        code="storage_unavailable")
@@ -125,6 +141,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BodyTooLarge, body_too_large)
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(ThreadBusy, busy)
+    app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(InvalidArguments, bad_args)
     app.add_exception_handler(StorageUnavailable, storage)
     app.add_exception_handler(RateLimited, limited)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -21,6 +21,7 @@ from runwire import logs
 from runwire.auth import Principal, TokenService
 from runwire.bus.base import Bus
 from runwire.errors import AuthError, NotFound, StorageUnavailable, ThreadBusy
+from runwire.gateway.approvals import approve_tool
 from runwire.gateway.connection import FRAME_SINK, Connection, FrameSink
 from runwire.gateway.presence import RedisPresence
 from runwire.gateway.registry import ConnectionRegistry
@@ -29,6 +30,7 @@ from runwire.metrics import Metrics
 from runwire.protocol.codes import PROTOCOL_VERSION, CloseCode
 from runwire.protocol.envelope import Envelope, encode
 from runwire.protocol.frames import (
+    ApproveTool,
     FrameError,
     Ping,
     Resume,
@@ -49,7 +51,8 @@ log = logging.getLogger(__name__)
 OUT_TYPES = frozenset((
     "control", "message_created", "agent_started", "agent_thinking", "tool_executing",
     "tool_completed", "partial_result", "agent_progress", "agent_response", "agent_completed",
-    "agent_error", "thread_created", "thread_updated", "thread_deleted", "other"))
+    "agent_error", "approval_required", "approval_resolved", "thread_created",
+    "thread_updated", "thread_deleted", "other"))
 PRIORITY_LANE = 100  # pong/error/message_ack frames a connection may have unsent
 
 
@@ -313,6 +316,9 @@ class Gateway:
             elif isinstance(frame, Resume):
                 self._background("resume", conn, frame.request_id,
                                  self._resume(conn, principal, frame))
+            elif isinstance(frame, ApproveTool):
+                self._background("approve_tool", conn, frame.request_id,
+                                 approve_tool(self._runs, conn, principal, frame))
 
     def _background(self, kind: str, conn: Connection, request_id: str | None,
                     coro: Coroutine[Any, Any, None]) -> None:
@@ -429,4 +435,4 @@ def _frame_type(frame: object) -> str:
     if isinstance(frame, FrameError):
         return "invalid"
     return {SendMessage: "user_message", StopAgent: "stop_agent", Resume: "resume",
-            Ping: "ping"}.get(type(frame), "other")
+            Ping: "ping", ApproveTool: "approve_tool"}.get(type(frame), "other")

@@ -34,6 +34,7 @@ ErrorCode = Literal[
     "forbidden",
     "thread_busy",
     "storage_unavailable",
+    "conflict",
     "internal",
 ]
 
@@ -47,8 +48,11 @@ AgentErrorCode = Literal[
     "node_lost",
 ]
 
-RunStatus = Literal["queued", "running", "completed", "cancelled", "failed", "timed_out"]
-ACTIVE_RUN_STATUSES: Final[tuple[RunStatus, ...]] = ("queued", "running")
+RunStatus = Literal["queued", "running", "waiting", "completed", "cancelled", "failed",
+                    "timed_out"]
+# A waiting run (paused for the user's approval of a tool call, SPEC 7) is its thread's
+# active run: later messages queue behind it, `interrupt` and stops cancel it.
+ACTIVE_RUN_STATUSES: Final[tuple[RunStatus, ...]] = ("queued", "running", "waiting")
 
 MultitaskStrategy = Literal["enqueue", "reject", "interrupt"]
 
@@ -63,6 +67,8 @@ RunEventType = Literal[
     "agent_response",
     "agent_completed",
     "agent_error",
+    "approval_required",
+    "approval_resolved",
 ]
 ThreadEventType = Literal["message_created"] | RunEventType
 TERMINAL_EVENTS: Final = frozenset({"agent_completed", "agent_error"})

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationError,
 )
@@ -83,6 +84,20 @@ class ResumePayload(_Payload):
     after_seq: int = Field(ge=0, le=MAX_SEQ)
 
 
+class ApprovalBody(_Payload):
+    """A decision on a tool call waiting for approval (SPEC 7); also the REST body of
+    ``POST /api/runs/{run_id}/approvals`` (where `run_id` comes from the path)."""
+
+    tool_call_id: Id
+    approved: StrictBool
+    reason: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    args: dict[str, Any] | None = None
+
+
+class ApproveToolPayload(ApprovalBody):
+    run_id: Id
+
+
 @dataclass(frozen=True, slots=True)
 class SendMessage:
     """`user_message`, `chat` or `start_agent`: store a user message and start a run."""
@@ -116,7 +131,16 @@ class Ping:
     request_id: str | None = None
 
 
-ClientFrame = SendMessage | StopAgent | Resume | Ping
+@dataclass(frozen=True, slots=True)
+class ApproveTool:
+    """`approve_tool`: the user's decision on a call waiting for approval."""
+
+    run_id: str
+    decision: ApprovalBody
+    request_id: str | None = None
+
+
+ClientFrame = SendMessage | StopAgent | Resume | Ping | ApproveTool
 FrameKind = Literal["user_message", "control"]
 
 
@@ -234,6 +258,10 @@ def parse_client_frame(text: str) -> ClientFrame | FrameError:
             return Resume(res.thread_id, res.after_seq, request_id)
         if kind == "ping":
             return Ping(request_id)
+        if kind == "approve_tool":
+            approve = ApproveToolPayload.model_validate(payload)
+            return ApproveTool(approve.run_id, ApprovalBody.model_validate(
+                approve.model_dump(exclude={"run_id"})), request_id)
     except ValidationError as exc:
         return FrameError("validation_error", _first_error(exc), request_id)
     except _Invalid as exc:

@@ -12,19 +12,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, Protocol
 
 from runwire.agents.history import thread_history
-from runwire.agents.scope import AgentOutcome, HistoryMessage, MessageSearch, RunScope
+from runwire.agents.scope import (
+    AgentOutcome,
+    ApprovalDecision,
+    HistoryMessage,
+    MessageSearch,
+    Resumption,
+    RunScope,
+)
 from runwire.errors import AgentFailure, LeaseLost, NotFound, StorageUnavailable
 from runwire.ids import MessageId, RunId, ThreadId, UserId, new_id
 from runwire.metrics import Metrics
 from runwire.protocol.codes import RunStatus
+from runwire.protocol.envelope import utc_now
+from runwire.runs.approvals import PausedState
 from runwire.runs.lifecycle import AlreadyEnded, Ending, RunLifecycle
 from runwire.runs.scheduler import RunTicket
 from runwire.settings import Settings
 from runwire.store import repo
+from runwire.store.approvals import PendingCall
 from runwire.store.db import Database
+from runwire.store.runqueue import RunRecord
 from runwire.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -38,6 +52,8 @@ class AgentExecutor(Protocol):
     async def execute(self, scope: RunScope) -> AgentOutcome: ...
 
     def has_agent(self, name: str) -> bool: ...
+
+    def validate_tool_args(self, tool_name: str, args: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class RunExecutor:
@@ -67,15 +83,30 @@ class RunExecutor:
         if ticket.received_at:
             self._metrics.start_latency.labels(node).observe(
                 time.monotonic() - ticket.received_at)
-        log.info("run started agent=%s", ticket.agent)
         assistant_id = MessageId(new_id())
         outcome: AgentOutcome | None = None
         failure: AgentFailure | None = None
         status: RunStatus = "completed"
+        paused: PausedState | None = None
+        limit = self._settings.agent_execution_timeout
         try:
-            scope = await self._scope(ticket, assistant_id)
-            async with asyncio.timeout(self._settings.agent_execution_timeout) as deadline:
+            resume: Resumption | None = None
+            if ticket.run is not None and ticket.run.paused:
+                paused, resume = await self._resumption(ticket.run)
+                # The execution timeout stopped while the run waited: it goes on from there.
+                started -= paused.elapsed
+                assistant_id = MessageId(paused.assistant_id)
+            log.info("run %s agent=%s", "resumed" if paused else "started", ticket.agent)
+            scope = await self._scope(ticket, assistant_id, resume)
+            async with asyncio.timeout(max(limit - (time.monotonic() - started), 0.0)
+                                       ) as deadline:
                 outcome = await self._runtime.execute(scope)
+            if paused is not None:
+                outcome = replace(outcome, usage=_add(paused.usage, outcome.usage))
+            if outcome.pending:
+                if await self._pause(ticket, outcome, started, assistant_id):
+                    return
+                status, outcome = "cancelled", replace(outcome, pending=())
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:
@@ -94,8 +125,7 @@ class RunExecutor:
         except TimeoutError:
             if deadline.expired():
                 status, failure = "timed_out", AgentFailure(
-                    "timeout", f"the run exceeded {self._settings.agent_execution_timeout:g} s",
-                    retryable=True)
+                    "timeout", f"the run exceeded {limit:g} s", retryable=True)
             else:
                 status, failure = "failed", AgentFailure("internal", "timed out", retryable=True)
         except AgentFailure as exc:
@@ -109,7 +139,52 @@ class RunExecutor:
         await self.end(ticket, status, failure, started=started, outcome=outcome,
                        assistant_id=assistant_id)
 
-    async def _scope(self, ticket: RunTicket, assistant_id: MessageId) -> RunScope:
+    async def _resumption(self, run: RunRecord) -> tuple[PausedState, Resumption]:
+        """A paused run's state and the decisions on the calls it waited for."""
+        run_id = run.id
+        assert run.paused_state is not None
+        state = PausedState.load(run.paused_state)
+        rows = {row.tool_call_id: row for row in
+                await self._lifecycle.decisions(run_id, state.pending)}
+        decisions = []
+        for call_id in state.pending:
+            row = rows.get(call_id)
+            if row is None:  # cannot happen (one transaction stored both); deny, say why
+                log.error("run %s resumed without the call %s", run_id, call_id)
+                continue
+            approved = bool(row.approved)
+            decisions.append(ApprovalDecision(
+                call_id, row.tool_name, approved, row.reason,
+                (row.final_args or row.tool_args) if approved else row.tool_args))
+        return state, Resumption(state.messages, state.history_len, state.text, decisions)
+
+    async def _pause(self, ticket: RunTicket, outcome: AgentOutcome, started: float,
+                     assistant_id: str) -> bool:
+        """Pause the run for its calls that need approval (SPEC 7). False: a stop came
+        first (the run is still this node's: end it as cancelled)."""
+        assert outcome.paused_messages is not None
+        state = PausedState(
+            messages=outcome.paused_messages, history_len=outcome.history_len,
+            assistant_id=assistant_id, text=outcome.content, usage=dict(outcome.usage),
+            elapsed=time.monotonic() - started,
+            pending=[call.tool_call_id for call in outcome.pending])
+        ticket.ending = True  # from here, the conditional pause decides (not a cancel)
+        expires_at = utc_now() + timedelta(seconds=self._settings.approval_timeout)
+        try:
+            await self._lifecycle.wait(
+                ticket.emitter, ticket.agent, state=state.dump(), expires_at=expires_at,
+                calls=[PendingCall(c.tool_call_id, c.tool_name, c.args) for c in outcome.pending])
+        except AlreadyEnded:
+            return False
+        except (StorageUnavailable, LeaseLost, NotFound):
+            log.error("could not pause run %s (its lease expiry ends it)", ticket.run_id)
+            ticket.emitter.aclose()
+            return True
+        log.info("run paused: %d call(s) wait for approval", len(outcome.pending))
+        return True
+
+    async def _scope(self, ticket: RunTicket, assistant_id: MessageId,
+                     resume: Resumption | None = None) -> RunScope:
         run = ticket.run
         if run is None:
             raise NotFound("run vanished")
@@ -136,6 +211,7 @@ class RunExecutor:
             scopes=frozenset(request.get("scopes") or ()),
             history=thread_history(rows, stored),
             context=request.get("context") or {}, settings=request.get("settings") or {},
+            resume=resume,
         )
 
     async def end(
@@ -182,3 +258,8 @@ class RunExecutor:
             self._metrics.run_duration.labels(node, status).observe(duration_ms / 1000)
         if failure is not None and failure.code == "model_error":
             self._metrics.model_errors.labels(node, str(failure.retryable).lower()).inc()
+
+
+def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    """Usage counts of a run's parts (before and after a pause) added up."""
+    return {key: a.get(key, 0) + b.get(key, 0) for key in {*a, *b}}

@@ -18,6 +18,11 @@
 - ``expire``: a run whose lease ran out ends with ``agent_error`` ``node_lost`` (or goes
   back to the queue with RETRY_LOST_RUNS), whichever node gets there first.
 - ``request_cancel``: the cancel flag for a run held by another node.
+- ``wait``: running → waiting (SPEC 7): the paused state, a row per call waiting for
+  approval and their ``approval_required`` events; no lease, no slot. ``decide``: a
+  decision on one call + ``approval_resolved``; the last one moves the run back to queued,
+  and claiming it resumes it (no second ``agent_started``). A stop ends a waiting run like
+  a queued one.
 
 The scheduler, the executor and the run service call down into this module; the emitter
 only buffers, and the writer only batches.
@@ -39,7 +44,8 @@ from runwire.protocol.codes import RunStatus
 from runwire.protocol.envelope import Envelope, encode, utc_now
 from runwire.runs.emitter import RunEmitter
 from runwire.runs.writer import EventWriter
-from runwire.store import eventlog, runqueue
+from runwire.store import approvals, eventlog, runqueue
+from runwire.store.approvals import ApprovalRow, PendingCall, Verdict
 from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
 from runwire.store.runqueue import Enqueued, RunRecord
@@ -143,6 +149,8 @@ class RunLifecycle:
                                   skip_locked=skip_locked)
             now = utc_now()
             for run in runs:
+                if run.paused:
+                    continue  # resuming after approvals: it started before (SPEC 7)
                 envelopes.extend(eventlog.append(conn, run.user_id, run.thread_id, [
                     NewEvent("agent_started", {"agent_name": run.agent,
                                                "message_id": run.message_id,
@@ -252,12 +260,80 @@ class RunLifecycle:
     async def running(self) -> list[RunRecord]:
         return await self._db.query(runqueue.running)
 
+    # ---- approvals ---------------------------------------------------------------------------
+
+    async def wait(self, emitter: RunEmitter, agent: str, *, state: str,
+                   calls: Sequence[PendingCall], expires_at: datetime) -> None:
+        """Pause the run for `calls` (its last events, the paused state, a row and an
+        ``approval_required`` per call: one transaction); published before this returns.
+
+        Raises:
+            AlreadyEnded: the run moved on, or a stop was requested; nothing was written.
+        """
+        run_id = emitter.run_id
+        expires = expires_at.isoformat().replace("+00:00", "Z")
+        events = [NewEvent("approval_required", {
+            "agent_name": agent, "tool_call_id": call.tool_call_id,
+            "tool_name": call.tool_name, "tool_args": dict(call.args),
+            "expires_at": expires}, run_id) for call in calls]
+        await emitter.commit(events, lambda conn: approvals.pause(
+            conn, run_id=run_id, user_id=emitter.user_id, agent=agent,
+            node_id=self.node_id, state=state, calls=calls, expires_at=expires_at),
+            rejected=AlreadyEnded(run_id))
+        emitter.aclose()  # refused: the caller ends the run with this emitter
+
+    async def decide(self, row: ApprovalRow, *, approved: bool, reason: str | None,
+                     args: Mapping[str, Any] | None,
+                     expired_before: datetime | None = None) -> Verdict:
+        """Store a decision on `row`'s call, with its ``approval_resolved`` (one
+        transaction, published before this returns), unless it was decided already
+        (``conflict``) — the first decision wins, whichever node takes it."""
+        emitter = self.emitter(row.user_id, row.thread_id, row.run_id)
+        verdict: list[Verdict] = []
+
+        def store(conn: Connection) -> bool:
+            verdict[:] = [approvals.decide(
+                conn, run_id=row.run_id, user_id=row.user_id, tool_call_id=row.tool_call_id,
+                approved=approved, reason=reason, final_args=args,
+                expired_before=expired_before)]
+            return verdict[0] in ("decided", "resumable")
+
+        event = NewEvent("approval_resolved", {
+            "tool_call_id": row.tool_call_id, "approved": approved, "reason": reason,
+            "args": dict(args) if args is not None else None}, row.run_id)
+        try:
+            await emitter.commit([event], store, rejected=AlreadyEnded(row.run_id))
+        except AlreadyEnded:
+            pass
+        finally:
+            emitter.aclose()
+        return verdict[0] if verdict else "conflict"
+
+    async def approval(self, run_id: str, tool_call_id: str) -> ApprovalRow | None:
+        return await self._db.query(lambda conn: approvals.get(conn, run_id, tool_call_id))
+
+    async def decisions(self, run_id: str, tool_call_ids: Sequence[str]) -> list[ApprovalRow]:
+        """The rows of the calls a paused run waited for."""
+        return await self._db.query(
+            lambda conn: approvals.decisions(conn, run_id, tool_call_ids))
+
+    async def pending(self, user_id: str, *, thread_id: str | None = None) -> list[ApprovalRow]:
+        """The user's calls that wait for a decision."""
+        return await self._db.query(
+            lambda conn: approvals.pending(conn, user_id, thread_id=thread_id))
+
+    async def expired_approvals(self) -> list[ApprovalRow]:
+        return await self._db.query(lambda conn: approvals.expired(conn))
+
+    async def waiting_count(self) -> int:
+        return await self._db.query(approvals.waiting_count)
+
     # ---- cancel ------------------------------------------------------------------------------
 
-    async def request_cancel(self, run_id: str) -> None:
+    async def request_cancel(self, run_id: str) -> bool:
         """Flag a run another node holds; that node cancels it at its next renewal (the
-        bus's control message is the fast path)."""
-        await self._db.transaction(lambda conn: runqueue.request_cancel(conn, run_id))
+        bus's control message is the fast path). False: it is not running (any more)."""
+        return await self._db.transaction(lambda conn: runqueue.request_cancel(conn, run_id))
 
     async def record(self, run_id: str) -> RunRecord | None:
         return await self._db.query(lambda conn: runqueue.get_record(conn, run_id))

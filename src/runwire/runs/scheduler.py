@@ -58,6 +58,7 @@ class RunScheduler:
         execute: runs one ticket to its end (stores its terminal event itself).
         on_expired: ends (or requeues) a run whose lease expired.
         on_tick: called after each claim round (queue positions).
+        on_sweep: called by each sweep of the sweeper (approval timeouts).
         lease: run lease; renewed every third of it.
         poll_interval: how often to look for runs queued on other nodes.
     """
@@ -71,6 +72,7 @@ class RunScheduler:
         execute: Callable[[RunTicket], Awaitable[None]],
         on_expired: Callable[[RunRecord], Awaitable[None]],
         on_tick: Callable[[], Awaitable[None]],
+        on_sweep: Callable[[], Awaitable[object]] | None = None,
         lease: float,
         poll_interval: float = 0.5,
     ) -> None:
@@ -80,6 +82,7 @@ class RunScheduler:
         self._execute = execute
         self._on_expired = on_expired
         self._on_tick = on_tick
+        self._on_sweep = on_sweep
         self._lease = timedelta(seconds=lease)
         self._lease_seconds = lease
         self._poll = poll_interval
@@ -202,6 +205,8 @@ class RunScheduler:
         for run in expired:
             if run.id not in self._running:
                 await self._on_expired(run)
+        if self._on_sweep is not None:
+            await self._on_sweep()
         return len(expired)
 
     @staticmethod

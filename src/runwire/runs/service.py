@@ -25,9 +25,10 @@ from runwire.bus.base import Bus
 from runwire.errors import NotFound, StorageUnavailable
 from runwire.ids import MessageId, ThreadId, UserId, new_id
 from runwire.metrics import Metrics
-from runwire.protocol.codes import MultitaskStrategy
+from runwire.protocol.codes import ACTIVE_RUN_STATUSES, MultitaskStrategy
 from runwire.protocol.envelope import utc_now
-from runwire.protocol.frames import SendMessage
+from runwire.protocol.frames import ApprovalBody, SendMessage
+from runwire.runs.approvals import ApprovalDesk, Decided
 from runwire.runs.emitter import RunEmitter
 from runwire.runs.executor import AgentExecutor, RunExecutor
 from runwire.runs.lifecycle import RunLifecycle
@@ -87,10 +88,14 @@ class RunService:
         self.executor = RunExecutor(settings=settings, db=db, lifecycle=self.lifecycle,
                                     runtime=runtime, metrics=metrics, search=self.search,
                                     tracing=tracing)
+        self.approvals = ApprovalDesk(lifecycle=self.lifecycle, validator=runtime,
+                                      metrics=metrics, node_id=settings.node_id,
+                                      on_resumable=self._resumable)
         self.scheduler = RunScheduler(
             lifecycle=self.lifecycle, capacity=settings.max_concurrent_agents,
             ticket_for=self._ticket, execute=self.executor.execute,
             on_expired=self.end_expired, on_tick=self._report_positions,
+            on_sweep=self.approvals.sweep,
             lease=settings.run_lease_seconds,
             poll_interval=1.0 if settings.embedded else 0.5,
         )
@@ -192,6 +197,22 @@ class RunService:
             self._positions[run_id] = position
             await self.lifecycle.progress(waiting.emitter, position)
 
+    # ---- approvals (SPEC 7) ------------------------------------------------------------
+
+    async def decide(self, principal: Principal, run_id: str, body: ApprovalBody) -> Decided:
+        """The user's decision on a tool call waiting for approval — the one path of the
+        ``approve_tool`` frame and ``POST /api/runs/{run_id}/approvals``. The first decision
+        wins; the last open call's decision queues the run to resume (on any node).
+
+        Raises:
+            NotFound, Conflict, InvalidArguments, StorageUnavailable: see
+                :meth:`ApprovalDesk.decide`.
+        """
+        return await self.approvals.decide(principal, run_id, body)
+
+    def _resumable(self) -> None:
+        self.scheduler.wake()
+
     # ---- stopping ----------------------------------------------------------------------
 
     async def stop(self, principal: Principal, *, run_id: str | None, thread_id: str | None) -> int:
@@ -203,7 +224,7 @@ class RunService:
         async with self._db.read() as session:
             if run_id is not None:
                 run = await repo.get_run(session, principal.user_id, run_id)
-                run_ids = [run.id] if run.status in ("queued", "running") else []
+                run_ids = [run.id] if run.status in ACTIVE_RUN_STATUSES else []
             else:
                 assert thread_id is not None
                 await repo.get_thread(session, principal.user_id, thread_id)
@@ -222,25 +243,33 @@ class RunService:
         no `agent_started`); running ones are cancelled by the node that holds them."""
         count = 0
         for run_id in run_ids:
-            if self.scheduler.cancel_local(run_id, reason):
+            if await self._stop_one(run_id, reason):
                 count += 1
-                continue
+        return count
+
+    async def _stop_one(self, run_id: str, reason: CancelReason) -> bool:
+        # Twice at most: a run may pause (running → waiting) between the look and the flag.
+        for _ in range(2):
+            if self.scheduler.cancel_local(run_id, reason):
+                return True
             run = await self.lifecycle.record(run_id)
             if run is None:
-                continue
-            if run.status == "queued":
+                return False
+            if run.status in ("queued", "waiting"):  # no node holds it: end it here
                 ticket = RunTicket(run.id, run.thread_id, run.user_id,
                                    self.lifecycle.emitter(run.user_id, run.thread_id, run.id),
                                    agent=run.agent, message_id=run.message_id)
                 if await self.executor.end(ticket, "cancelled", None, started=None,
                                            queued=True):
                     self._waiting.pop(run_id, None)
-                    count += 1
-                    continue
-            await self.lifecycle.request_cancel(run_id)  # running on another node
-            await self._bus.publish_control(f"cancel:{run_id}:{reason}")
-            count += 1
-        return count
+                    return True
+                continue  # it moved on (claimed, resumed): look again
+            if run.status != "running":
+                return False
+            if await self.lifecycle.request_cancel(run_id):  # running on another node
+                await self._bus.publish_control(f"cancel:{run_id}:{reason}")
+                return True
+        return False
 
     def on_control(self, message: str) -> None:
         """A control message from the bus (possibly from another node)."""

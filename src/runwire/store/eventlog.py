@@ -19,6 +19,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runwire.errors import NotFound
+from runwire.protocol.codes import ACTIVE_RUN_STATUSES
 from runwire.protocol.envelope import Envelope, encode, utc_now
 from runwire.store.models import Event, Run, Thread
 
@@ -176,7 +177,7 @@ async def prune(
     active_first = (
         select(Event.thread_id, func.min(Event.seq).label("seq"))
         .join(Run, Run.id == Event.run_id)
-        .where(Run.status.in_(("queued", "running")))
+        .where(Run.status.in_(ACTIVE_RUN_STATUSES))
         .group_by(Event.thread_id)
     ).subquery()
     old_max = (

@@ -1,4 +1,4 @@
-"""Tables: threads, messages, runs, events (SQLAlchemy 2 declarative).
+"""Tables: threads, messages, runs, run_approvals, events (SQLAlchemy 2 declarative).
 
 The Alembic migrations in ``migrations/versions`` create exactly these tables; a test
 compares the two.
@@ -110,6 +110,11 @@ class Run(Base):
     # thread's later history. Never loaded with the row: read it with an explicit query.
     model_messages: Mapped[str | None] = mapped_column(Text, deferred=True,
                                                        deferred_raiseload=True)
+    # A run paused for approvals (status `waiting`, then `queued` until it resumes): what
+    # resuming needs (pydantic-ai messages, answer so far, elapsed time; see
+    # runwire.runs.approvals.PausedState), as JSON. Never loaded with the row.
+    paused_state: Mapped[str | None] = mapped_column(Text, deferred=True,
+                                                     deferred_raiseload=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -122,6 +127,32 @@ class Run(Base):
               sqlite_where=text("status = 'running'")),
         Index("ix_runs_node_status", "node_id", "status"),
     )
+
+
+class RunApproval(Base):
+    """A tool call of a run that waits for (or got) the user's decision (SPEC 7).
+
+    Deciding is one conditional update (``decided_at IS NULL``): the first decision wins.
+    """
+
+    __tablename__ = "run_approvals"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    tool_call_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(256))
+    agent: Mapped[str] = mapped_column(String(128))
+    tool_name: Mapped[str] = mapped_column(String(128))
+    tool_args: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    approved: Mapped[bool | None] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    # The arguments the call runs with when approved (the user's edit, else tool_args).
+    final_args: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_run_approvals_pending", "decided_at", "expires_at"),)
 
 
 class Event(Base):

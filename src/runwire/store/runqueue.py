@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,15 +45,23 @@ class RunRecord:
     status: str
     request: Mapping[str, Any] | None
     created_at: datetime
+    # Set when it paused for approvals before (SPEC 7): claiming it resumes it.
+    paused_state: str | None = field(default=None, repr=False)
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_state is not None
 
 
 _RECORD_COLUMNS = (Run.id, Run.thread_id, Run.user_id, Run.message_id, Run.agent, Run.status,
-                   Run.request, Run.created_at)
+                   Run.request, Run.created_at, Run.paused_state)
+# (Not `paused_state IS NOT NULL`: SQLite 3.40 answers 1 for it on a NULL in the RETURNING
+# of this UPDATE … FROM.)
 
 
 def _record(row: Any) -> RunRecord:
     return RunRecord(row.id, row.thread_id, row.user_id, row.message_id, row.agent, row.status,
-                     row.request, row.created_at)
+                     row.request, row.created_at, row.paused_state)
 
 
 # ---- enqueueing --------------------------------------------------------------------------
@@ -90,7 +98,9 @@ def _statements() -> dict[str, Any]:
         "end_running": update(Run).where(
             Run.id == bindparam("run"), Run.status == "running",
             Run.node_id == bindparam("node")),
-        "end_queued": update(Run).where(Run.id == bindparam("run"), Run.status == "queued"),
+        # A run that waits for approvals ends like a queued one (it holds no lease).
+        "end_queued": update(Run).where(Run.id == bindparam("run"),
+                                        Run.status.in_(("queued", "waiting"))),
     }
 
 
@@ -166,7 +176,9 @@ def _claim_statement(skip_locked: bool) -> Any:
     candidates = (
         select(Run.id)
         .where(Run.status == "queued")
-        .where(~exists().where(running.thread_id == Run.thread_id, running.status == "running"))
+        # A waiting run (paused for approvals) is its thread's active run too.
+        .where(~exists().where(running.thread_id == Run.thread_id,
+                               running.status.in_(("running", "waiting"))))
         .where(~exists().where(
             earlier.thread_id == Run.thread_id, earlier.status == "queued",
             (earlier.created_at < Run.created_at)
@@ -236,10 +248,11 @@ def renew(conn: Connection, *, node_id: str, run_ids: Sequence[str],
     return {row.id: bool(row.cancel_requested) for row in result}
 
 
-def request_cancel(conn: Connection, run_id: str) -> None:
-    """Flag a running run for cancellation (its owner sees it at the next renewal)."""
-    conn.execute(update(Run).where(Run.id == run_id, Run.status == "running")
-                 .values(cancel_requested=True))
+def request_cancel(conn: Connection, run_id: str) -> bool:
+    """Flag a running run for cancellation (its owner sees it at the next renewal); False
+    when it is no longer running (e.g. it just paused for approvals)."""
+    return bool(conn.execute(update(Run).where(Run.id == run_id, Run.status == "running")
+                             .values(cancel_requested=True)).rowcount)
 
 
 def is_queued(conn: Connection, run_id: str) -> bool:
@@ -252,8 +265,8 @@ def end(
     usage: Mapping[str, Any] | None = None, model_messages: str | None = None,
 ) -> bool:
     """End a run conditionally (the fence): a running run only by the node holding it
-    (`node_id`), a queued run only while still queued (`node_id` None). Returns False
-    (nothing written) when the run already moved on.
+    (`node_id`), a queued or waiting run only while still queued or waiting (`node_id`
+    None). Returns False (nothing written) when the run already moved on.
 
     `model_messages`: the run's pydantic-ai messages as JSON (completed runs), kept for the
     history of the thread's later runs."""
@@ -265,7 +278,7 @@ def end(
         (st["end_queued"] if node_id is None else st["end_running"]).values(
             status=status, ended_at=utc_now(), error_code=error_code,
             error_message=error_message, usage=dict(usage) if usage is not None else None,
-            model_messages=model_messages, lease_until=None),
+            model_messages=model_messages, lease_until=None, paused_state=None),
         params)
     return bool(result.rowcount)
 
