@@ -39,6 +39,7 @@ from runwire.breaker import CircuitBreaker
 from runwire.bus.base import Bus
 from runwire.bus.memory import InMemoryBus
 from runwire.bus.redis import RedisBus
+from runwire.gateway import upkeep
 from runwire.gateway.endpoint import Gateway
 from runwire.gateway.presence import RedisPresence
 from runwire.gateway.registry import ConnectionRegistry
@@ -167,15 +168,17 @@ class Services:
         metrics.watch(services.gauges)
         bus.on_control = runs.on_control
         if isinstance(bus, RedisBus):
-            bus.on_reconnect = tasks.guarded("bus-catch-up", gateway.catch_up)
+            bus.on_reconnect = tasks.guarded(
+                "bus-catch-up", lambda: upkeep.catch_up(connections, reader))
             bus.on_lag = metrics.bus_lag.labels(settings.node_id).observe
             await bus.start()
         await runs.start()
         tasks.keep_running("event-retention", services._prune_forever)
-        tasks.keep_running("idle-connections",
-                           lambda: gateway.sweep_idle(runs.scheduler.has_user))
+        tasks.keep_running("idle-connections", lambda: upkeep.sweep_idle(
+            connections, settings.connection_timeout, runs.scheduler.has_user))
         tasks.keep_running("health-monitor", services._watch_health)
-        tasks.keep_running("presence", gateway.refresh_presence)
+        if presence is not None:
+            tasks.keep_running("presence", lambda: upkeep.refresh_presence(presence, connections))
         services.presence = presence
         services.redis_guard = redis_guard
         services.tracing = tracing

@@ -150,14 +150,6 @@ class Gateway:
             return False
         return True
 
-    async def refresh_presence(self) -> None:
-        """Forever: keep this node's connection slots alive in Redis."""
-        if self._presence is None:
-            return
-        while True:
-            await asyncio.sleep(self._presence.ttl / 3)
-            await self._presence.refresh((c.user_id, c.connection_id) for c in self.registry)
-
     async def _refuse(self, ws: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
         self._metrics.connects.labels(self._settings.node_id, f"refused_{code}").inc()
         with contextlib.suppress(Exception):
@@ -385,35 +377,6 @@ class Gateway:
                 return
             raise
         self._metrics.replayed.labels(node).inc(replayed)
-
-    # ---- repair after a bus outage ----------------------------------------------------
-
-    async def catch_up(self) -> None:
-        """After the bus lost messages (Redis outage): send every connection what the log
-        holds beyond what it was sent, for each thread it follows (gap rule)."""
-        for conn in list(self.registry):
-            for thread_id, cursor in list(conn.cursors.items()):
-                try:
-                    missed = await self._reader.events(conn.user_id, thread_id,
-                                                       after_seq=cursor.last, check_owner=False)
-                except StorageUnavailable:
-                    return
-                for env in missed:
-                    conn.offer(env)
-
-    # ---- idle connections ------------------------------------------------------------
-
-    async def sweep_idle(self, has_active_run: Callable[[str], bool]) -> None:
-        """Forever: close with 1000 connections with no frame either way and no active
-        run of their user for ``connection_timeout`` seconds."""
-        timeout = self._settings.connection_timeout
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(min(timeout / 4, 5.0))
-            cutoff = loop.time() - timeout
-            for conn in self.registry:
-                if conn.last_activity < cutoff and not has_active_run(conn.user_id):
-                    conn.request_close(CloseCode.NORMAL, "idle timeout")
 
     # ---- shutdown ----------------------------------------------------------------------
 
