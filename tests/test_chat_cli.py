@@ -138,3 +138,22 @@ def test_token_url_prints_a_login_url(tmp_path: Path) -> None:
     assert url.startswith("http://chat.example:9000/#token=")
     verifier = TokenService(load_settings(data_dir=tmp_path))
     assert verifier.verify(url.split("#token=", 1)[1]).user_id == "alice"
+
+
+def test_a_tool_call_that_needs_approval_asks_yes_no_or_edit(server: ServerHandle) -> None:
+    token = server.token("alice")
+    approved = chat("--url", server.ws_url, "--token", token,
+                    stdin="notify bob: the build is green\ny\n\n")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert "supervisor wants to call send_notification with" in approved.stdout
+    assert '"to": "bob"' in approved.stdout
+    assert "Sent the notification to bob" in approved.stdout
+    edited = chat("--url", server.ws_url, "--token", token,
+                  stdin='notify bob: hi\ne\n{"to": "carol"}\ne\n'
+                        '{"to": "carol", "text": "edited"}\n\n')
+    assert edited.returncode == 0, edited.stdout + edited.stderr
+    assert "invalid arguments for send_notification" in edited.stdout  # asked again
+    assert "Sent the notification to carol: “edited”" in edited.stdout
+    denied = chat("--url", server.ws_url, "--token", token, stdin="notify bob: hi\nn\nbusy\n\n")
+    assert denied.returncode == 0, denied.stdout + denied.stderr
+    assert "did not send the notification to bob: denied: busy" in denied.stdout

@@ -4,12 +4,16 @@ Answers stream as they come and are shown as Markdown (rich's ``Live`` on a term
 final rendering when the output is a pipe). The thread id is printed, so ``--thread``
 continues it later. Ctrl-C during an answer stops the run on the server (``stop_agent``
 with its run id), waits for the run's end, then exits; a second Ctrl-C exits at once.
+A tool call that needs approval (SPEC 7) is put to the user: ``y`` approves it, ``n`` denies
+it (with an optional reason), ``e`` approves it with edited JSON arguments (asked again
+when the server finds them invalid).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import threading
 from typing import Any, Final
@@ -127,6 +131,7 @@ async def _answer(console: Console, client: RunwireClient, text: str, thread_id:
     message_id = await client.send_message(text, thread_id=thread_id)
     run_id: str | None = None
     answer = _Answer(console)
+    asked: dict[str, dict[str, Any]] = {}  # tool_call_id → its approval_required payload
     stopped_at: float | None = None
     loop = asyncio.get_running_loop()
     try:
@@ -164,6 +169,17 @@ async def _answer(console: Console, client: RunwireClient, text: str, thread_id:
                     console.print(f"[dim]thread {thread_id} — continue it later with "
                                   f"`runwire chat --thread {thread_id}`[/]", highlight=False,
                                   soft_wrap=True)
+            elif (frame["type"] == "approval_required" and run_id is not None
+                  and frame.get("run_id") == run_id):
+                answer.finish()
+                asked[payload["tool_call_id"]] = payload
+                await _decide(console, client, run_id, payload, interrupts)
+            elif (frame["type"] == "error" and run_id is not None
+                  and str(payload.get("request_id")).startswith("approve:")):
+                console.print(f"[red]{payload.get('message')}[/]", highlight=False)
+                call = asked.get(str(payload["request_id"]).removeprefix("approve:"))
+                if call is not None and payload.get("code") == "validation_error":
+                    await _decide(console, client, run_id, call, interrupts)
             elif frame["type"] == "error" and payload.get("request_id") in (None, message_id):
                 console.print(f"[red]{payload.get('message')}[/]")
                 return thread_id, False
@@ -174,6 +190,58 @@ async def _answer(console: Console, client: RunwireClient, text: str, thread_id:
     finally:
         answer.finish()
         interrupts.answering = False
+
+
+async def _decide(console: Console, client: RunwireClient, run_id: str, call: dict[str, Any],
+                  interrupts: _Interrupts) -> None:
+    """Ask the user about one call waiting for approval and send the decision (nothing is
+    sent when Ctrl-C comes first: the run is being stopped)."""
+    console.print(f"[magenta]? {call['agent_name']} wants to call {call['tool_name']} with "
+                  f"{json.dumps(call['tool_args'], ensure_ascii=False)}[/]", highlight=False)
+    decision: dict[str, Any] | None = None
+    while decision is None:
+        choice = await _ask(console, "[bold]approve? [y]es / [n]o / [e]dit: [/]", interrupts)
+        if choice is None:
+            return
+        choice = choice.strip().lower()
+        if choice in ("y", "yes"):
+            decision = {"approved": True}
+        elif choice in ("n", "no"):
+            reason = await _ask(console, "[bold]reason (optional): [/]", interrupts)
+            if reason is None:
+                return
+            decision = {"approved": False, **({"reason": reason.strip()} if reason.strip()
+                                              else {})}
+        elif choice in ("e", "edit"):
+            raw = await _ask(console, "[bold]arguments (JSON): [/]", interrupts)
+            if raw is None:
+                return
+            try:
+                args = json.loads(raw)
+            except ValueError:
+                args = None
+            if not isinstance(args, dict):
+                console.print("[red]the arguments must be a JSON object[/]")
+                continue
+            decision = {"approved": True, "args": args}
+    await client.send("approve_tool", {"run_id": run_id, "tool_call_id": call["tool_call_id"],
+                                       **decision}, request_id=f"approve:{call['tool_call_id']}")
+
+
+async def _ask(console: Console, prompt: str, interrupts: _Interrupts) -> str | None:
+    """A line from the user, or None when Ctrl-C (stop) came first."""
+    line = _read_line(console, prompt)
+    stop = asyncio.ensure_future(interrupts.stop_requested.wait())
+    waiting: set[asyncio.Future[Any]] = {line, stop}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if not line.done():
+        return None
+    try:
+        return line.result()
+    except EOFError:
+        interrupts.stop_requested.set()
+        return None
 
 
 async def run_chat(url: str, token: str, thread_id: str | None) -> int:
