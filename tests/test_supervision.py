@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from runwire import app as app_module
+from runwire.protocol.envelope import Envelope
 from runwire.tasks import Supervisor
 
 from .conftest import ServerHandle
@@ -160,6 +161,34 @@ async def test_resume_and_stop_handlers_that_raise_answer_internal_and_keep_the_
         assert (await c.until(lambda f: f["type"] == "pong"))[-1]["payload"]["request_id"] == "p"
     assert await failures(server, "resume") == 1
     assert await failures(server, "stop_agent") == 1
+
+
+async def test_a_gap_repair_that_fails_is_counted_and_closes_1011(
+    server: ServerHandle,
+) -> None:
+    async with client(server) as c:
+        ack, _ = await c.ask(QUESTION)
+        thread_id = ack["payload"]["thread_id"]
+        conn = next(x for x in server.services.connections
+                    if x.connection_id == c.established["payload"]["connection_id"])
+        last = conn.cursors[thread_id].last
+        reader = server.services.reader
+
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("injected read failure")
+
+        async def offer_a_gap() -> None:  # as if the bus had lost seqs last+1..last+2
+            conn.offer(Envelope(user_id="alice", type="partial_result", text="{}",
+                                thread_id=thread_id, seq=last + 3))
+
+        object.__setattr__(reader, "events", broken)
+        try:
+            server.call(offer_a_gap)
+            code, _ = await c.wait_closed()
+        finally:
+            del reader.events  # type: ignore[method-assign]
+        assert code == 1011
+    assert await failures(server, "gap-repair") == 1
 
 
 async def test_a_failing_node_loop_is_counted_restarted_and_keeps_running(
