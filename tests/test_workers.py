@@ -154,3 +154,39 @@ async def test_sigterm_drains_every_worker_and_a_crashed_worker_is_replaced(
     node.signal(signal.SIGTERM)
     assert node.wait(30) == 0
     assert not any(_alive(pid) for pid in workers)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_code(
+    tmp_path: Path,
+) -> None:
+    """The database does not exist: each worker's start-up fails, the supervisor stops the
+    rest and exits non-zero (no restart loop)."""
+    if not await pg_available():
+        missing_service(f"PostgreSQL is not reachable at {PG_HOST}")
+    if not redis_available():
+        missing_service(f"Redis is not reachable at {REDIS_URL}")
+    base = PG_HOST.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    result = await asyncio.to_thread(run_cli, "serve", "--workers", "2", "--port", "0", env={
+        "RUNWIRE_DATA_DIR": str(tmp_path), "RUNWIRE_REDIS_URL": REDIS_URL,
+        "RUNWIRE_REDIS_PREFIX": unique_prefix(), "RUNWIRE_JWT_SECRET": uuid.uuid4().hex * 2,
+        "RUNWIRE_DATABASE_URL": f"{base}/runwire_missing_{uuid.uuid4().hex[:8]}"})
+    assert result.returncode != 0
+    assert "failed to start" in result.stderr and "restarting" not in result.stderr
+
+
+def test_workers_on_a_port_in_use_stop_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--workers", "2", "--port", str(port), env={
+            "RUNWIRE_DATA_DIR": str(tmp_path), "RUNWIRE_REDIS_URL": REDIS_URL,
+            "RUNWIRE_JWT_SECRET": uuid.uuid4().hex * 2,
+            "RUNWIRE_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot bind 127.0.0.1:{port}" in lines[0], lines

@@ -67,6 +67,16 @@ def serve(
                                             port=port), ready_fd)
         worker.run(sockets=[bind_reuse_port(host, port)])
         return
+    holder = None
+    if workers > 1:
+        # Bound (never listening) for the supervisor's life: resolves --port 0 to one port
+        # for every worker and reports a port in use once, here.
+        try:
+            holder = bind_reuse_port(host, port)
+        except OSError as exc:
+            typer.echo(f"runwire: cannot bind {host}:{port}: {exc.strerror}", err=True)
+            raise typer.Exit(2) from None
+        port = int(holder.getsockname()[1])
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     try:
         token = tokens.issue(user or _default_user(), ttl=7 * 86400)
@@ -76,10 +86,12 @@ def serve(
     typer.echo(f"\n  runwire is starting on http://{shown}:{port}"
                + (f" ({workers} workers)" if workers > 1 else "") +
                f"\n  open the chat (logs you in):\n\n    {login}\n", err=True)
-    if workers > 1:
+    if holder is not None:
         argv = [sys.executable, "-m", "runwire", "serve", "--host", host, "--port", str(port),
                 "--reuse-port"]
-        raise typer.Exit(Supervisor(argv, settings.node_id, workers).run())
+        with holder:
+            code = Supervisor(argv, settings.node_id, workers).run()
+        raise typer.Exit(code)
     RunwireServer(server_config(create_app(settings), settings, host=host, port=port)).run()
 
 
