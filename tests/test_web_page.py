@@ -63,11 +63,13 @@ def slow_run(page: Any, server_factory: Any, question: str = "what time is it in
 
 # ---- 1. jump to latest --------------------------------------------------------------------
 
+@pytest.mark.parametrize("size", ["desktop", "phone"])
 def test_sending_while_scrolled_up_shows_the_new_message_and_jump_to_latest(
-    desk: Any, server: ServerHandle,
+    request: Any, server: ServerHandle, size: str,
 ) -> None:
     from playwright.sync_api import expect
 
+    desk = request.getfixturevalue("desk" if size == "desktop" else "phone")
     open_chat(desk, server)
     for n in range(4):  # the demo's help text is long: the timeline overflows
         ask(desk, f"hello {n}")

@@ -6,6 +6,7 @@ import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { ChunkAssembler } from "./chunks.ts";
 import { CloseCode, reconnectRule } from "./codes.ts";
 import { isThreadEvent, parseFrame } from "./frames.ts";
+import { Heartbeat } from "./heartbeat.ts";
 import { Outbox } from "./outbox.ts";
 import { SeqTracker } from "./seq.ts";
 import type {
@@ -61,8 +62,7 @@ export interface RunwireClientEventMap {
   outbox: readonly OutboxItem[];
 }
 
-/** Heartbeat pings stop after this long without other frames (under the server's 10 min). */
-export const IDLE_PING_LIMIT_MS = 5 * 60_000;
+export { IDLE_PING_LIMIT_MS } from "./heartbeat.ts";
 
 const OPEN = 1;
 
@@ -103,11 +103,7 @@ export class RunwireClient {
   /** A 4001 already led to a token refresh since the last open. */
   private refreshed = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
-  private heartbeatTimer: ReturnType<typeof setTimeout> | null = null;
-  private lastFrameAt = 0;
-  /** Last frame either way that was not ping/pong: pings stop once this is old. */
-  private lastUseAt = 0;
-  private pingOutstanding = false;
+  private readonly heartbeat: Heartbeat;
   private readonly trackers = new Map<string, SeqTracker>();
   private readonly resuming = new Set<string>();
   private readonly chunks = new ChunkAssembler();
@@ -127,6 +123,10 @@ export class RunwireClient {
     this.watchNetwork = options.watchNetwork ?? typeof window !== "undefined";
     this.autoFollow = options.autoFollow ?? true;
     this.queue = new Outbox((items) => this.emit("outbox", items), () => this.flush());
+    this.heartbeat = new Heartbeat({
+      ping: () => { this.sendFrame({ type: "ping", payload: {} }); },
+      dead: () => this.drop(4000, "heartbeat timeout", 4000),
+    });
   }
 
   private isFollowed(threadId: string): boolean {
@@ -274,7 +274,7 @@ export class RunwireClient {
 
   /** The socket is gone: partial chunks dropped, un-acked messages back to queued. */
   private socketGone(): void {
-    this.stopHeartbeat();
+    this.heartbeat.stop();
     this.chunks.reset();
     this.resuming.clear();
     this.queue.requeueSent();
@@ -377,59 +377,23 @@ export class RunwireClient {
     this.networkAttached = false;
   }
 
-  // ---- heartbeat ------------------------------------------------------------------------
-
-  private heartbeatMs(): number {
-    const s = this._established?.heartbeat_interval;
-    return typeof s === "number" && s > 0 ? s * 1000 : 0;
-  }
+  // ---- heartbeat (heartbeat.ts) --------------------------------------------------------
 
   private startHeartbeat(): void {
-    this.stopHeartbeat();
-    const ms = this.heartbeatMs();
-    if (!ms) return;
-    this.lastFrameAt = this.lastUseAt = Date.now();
-    this.pingOutstanding = false;
-    this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms);
-  }
-
-  private stopHeartbeat(): void {
-    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
-    this.heartbeatTimer = null;
-    this.pingOutstanding = false;
-  }
-
-  /** Silent for an interval → `ping`; silent for another one → reconnect (4000).
-   *  A connection unused (nothing but ping/pong) for IDLE_PING_LIMIT_MS stops pinging, so
-   *  the server's idle timeout (default 10 min) can close an idle tab with 1000; the next
-   *  send or resume reconnects on demand. */
-  private heartbeatTick(): void {
-    this.heartbeatTimer = null;
-    const ms = this.heartbeatMs();
-    if (!this.ws || !ms) return;
-    const idle = Date.now() - this.lastFrameAt;
-    if (idle < ms) {
-      this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms - idle);
-    } else if (!this.pingOutstanding && Date.now() - this.lastUseAt > IDLE_PING_LIMIT_MS) {
-      this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms);
-    } else if (!this.pingOutstanding) {
-      this.pingOutstanding = true;
-      this.sendFrame({ type: "ping", payload: {} });
-      this.heartbeatTimer = setTimeout(() => this.heartbeatTick(), ms);
-    } else {
-      this.drop(4000, "heartbeat timeout", 4000);
-    }
+    const s = this._established?.heartbeat_interval;
+    this.heartbeat.start(typeof s === "number" && s > 0 ? s * 1000 : 0);
   }
 
   // ---- receiving ------------------------------------------------------------------------
 
   private receive(data: unknown): void {
-    this.lastFrameAt = Date.now();
-    this.pingOutstanding = false;
-    if (typeof data !== "string") return;
+    if (typeof data !== "string") {
+      this.heartbeat.received(true); // alive; not a use of the connection
+      return;
+    }
     let frame = parseFrame(data);
+    this.heartbeat.received(frame === null || frame.type === "pong");
     if (!frame) return;
-    if (frame.type !== "pong") this.lastUseAt = Date.now();
     if (frame.type === "chunk") {
       const text = this.chunks.add(frame.payload);
       if (text === null) return;
@@ -589,7 +553,7 @@ export class RunwireClient {
     if (!this.ws || this.ws.readyState !== OPEN) return false;
     try {
       this.ws.send(JSON.stringify(frame));
-      if (frame.type !== "ping") this.lastUseAt = Date.now();
+      if (frame.type !== "ping") this.heartbeat.used();
       return true;
     } catch (err) {
       console.error("runwire: send failed", err);
@@ -639,7 +603,7 @@ export class RunwireClient {
       if (!this.ws) return false;
       try {
         this.ws.send(text);
-        this.lastUseAt = Date.now();
+        this.heartbeat.used();
         return true;
       } catch {
         return false;
