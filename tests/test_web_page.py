@@ -374,6 +374,9 @@ def test_axe_finds_no_serious_or_critical_violations(
         expect(timeline).to_have_attribute("role", "log")
         expect(timeline).to_have_attribute("aria-busy", "false")
         expect(p.get_by_test_id("announce")).to_contain_text("finished answering")
+        p.reload()  # a thread that is shown again is not news
+        expect(answers(p).last).to_contain_text("84")
+        expect(p.get_by_test_id("announce")).to_have_text("")
         p.add_script_tag(path=str(AXE))
         assert p.evaluate(AXE_RUN) == []
         p.get_by_test_id("shortcuts-button").click()  # the shortcuts dialog

@@ -138,7 +138,7 @@ export function App({ userId, token }: { userId: string; token: string }): React
         {agent.load === "error" && !signedOut && (
           <p className="banner error" role="alert">This thread could not load: {agent.loadError}</p>
         )}
-        <Timeline items={agent.items} onRetry={agent.retry} onDiscard={agent.discard}
+        <Timeline key={current ?? "new"} items={agent.items} onRetry={agent.retry} onDiscard={agent.discard}
                   onRetryRun={(runId) => { agent.regenerate(runId); setFollowKey((k) => k + 1); }}
                   live={live} busy={streaming && live} queuedStops={client.queuedStops} followKey={followKey}
                   lastAnswerId={lastAnswerId}

@@ -243,8 +243,8 @@ export function Timeline({ items, empty, followKey, busy, ...actions }: {
   useLayoutEffect(() => { toBottom(); }, [followKey]);
   useEffect(() => {
     const runs = items.filter((i): i is RunItem => i.kind === "run" && isTerminal(i.status));
-    if (ended.current === null) { // what was over before this view opened is not news
-      ended.current = new Set(runs.map((r) => r.runId));
+    if (ended.current === null) { // what was over when the thread showed up is not news
+      if (items.length > 0) ended.current = new Set(runs.map((r) => r.runId));
       return;
     }
     const fresh = runs.filter((r) => !ended.current?.has(r.runId));
