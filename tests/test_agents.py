@@ -45,7 +45,7 @@ from runwire.errors import AgentFailure, ConfigError, ModelFailure, StorageUnava
 from runwire.ids import MessageId, RunId, ThreadId, UserId
 from runwire.protocol.codes import RunEventType
 from runwire.settings import load_settings
-from runwire.store import repo
+from runwire.store import runqueue
 
 from .conftest import ServerHandle
 from .helpers import client
@@ -360,8 +360,8 @@ async def test_the_builtin_model_answers_a_follow_up_over_a_stored_tool_run(
     assert "Tokyo" not in frames[-1]["payload"]["result"]
 
     async def stored() -> str | None:
-        async with server.services.db.read() as session:
-            found = await repo.run_model_messages(session, "alice", [ack["payload"]["run_id"]])
+        found = await server.services.db.query(
+            lambda c: runqueue.model_messages(c, "alice", [ack["payload"]["run_id"]]))
         return found.get(ack["payload"]["run_id"])
 
     data = server.call(stored)

@@ -270,8 +270,8 @@ async def test_migration_0003_adds_model_messages_to_existing_runs_and_goes_back
             "created_at) VALUES ('r-old', :t, 'u', 'm', 'x', 'completed', 0, :now)"),
             {"t": thread.id, "now": now})
     await empty_db.migrate()
+    assert await empty_db.query(lambda c: runqueue.model_messages(c, "u", ["r-old"])) == {}
     async with empty_db.read() as s:
-        assert await repo.run_model_messages(s, "u", ["r-old"]) == {}
         assert (await s.execute(text("SELECT model_messages FROM runs"))).scalar_one() is None
     await alembic(empty_db, "downgrade", "0002")
     async with empty_db.engine.connect() as conn:
@@ -303,10 +303,12 @@ async def test_a_runs_model_messages_are_stored_with_its_end_and_read_by_its_own
         current = await repo.add_message(s, user_id="alice", thread_id=thread.id,
                                          message_id="q2", role="user", content="now",
                                          run_id=None)
+    rows = await db.query(lambda c: runqueue.history(c, "alice", thread.id,
+                                                    before_id=current.id, limit=10))
+    stored = await db.query(
+        lambda c: runqueue.model_messages(c, "alice", [run.id, other.id, "missing"]))
     async with db.read() as s:
-        rows = await repo.history(s, "alice", thread.id, before_id=current.id, limit=10)
-        stored = await repo.run_model_messages(s, "alice", [run.id, other.id, "missing"])
         loaded = await s.get(Run, run.id)
         assert loaded is not None and "model_messages" in inspect(loaded).unloaded
-    assert [m.message_id for m in rows] == ["q1"]
+    assert [(m.role, m.content, m.run_id) for m in rows] == [("user", "question", run.id)]
     assert stored == {run.id: big}

@@ -28,7 +28,6 @@ class RunEmitter:
     Attributes:
         fenced: from the run's start on, every commit of its events checks that this node
             still holds the run (the lifecycle sets it).
-        streamed: message_id → answer text streamed so far (what clients saw).
     """
 
     def __init__(self, *, writer: EventWriter, user_id: str, thread_id: str, run_id: str,
@@ -43,7 +42,7 @@ class RunEmitter:
         self.failing_since: float | None = None  # monotonic time of the first failed commit
         self._items: list[Item] = []
         self._failure: Exception | None = None
-        self.streamed: dict[str, str] = {}
+        self._streamed: dict[str, list[str]] = {}
 
     async def emit(self, type: RunEventType, payload: Mapping[str, Any]) -> None:
         """Queue the event for the writer's next commit.
@@ -57,7 +56,7 @@ class RunEmitter:
         if type == "partial_result":
             msg_id, delta = payload["message_id"], payload["delta"]
             self._items.append((payload["agent_name"], msg_id, delta))
-            self.streamed[msg_id] = self.streamed.get(msg_id, "") + delta
+            self._streamed.setdefault(msg_id, []).append(delta)
         else:
             self._items.append(NewEvent(type, payload, self.run_id))
         self._writer.notify(self)
@@ -79,6 +78,10 @@ class RunEmitter:
         self._items.append(Commit(tuple(events), transition, rejected, retry_for, future))
         self._writer.notify(self)
         await future
+
+    def streamed(self, message_id: str) -> str:
+        """The answer text streamed so far under `message_id` (what clients saw)."""
+        return "".join(self._streamed.get(message_id, ()))
 
     def take(self) -> list[Item]:
         """The writer takes everything pending."""

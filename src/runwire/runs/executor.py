@@ -35,7 +35,7 @@ from runwire.runs.approvals import PausedState
 from runwire.runs.lifecycle import AlreadyEnded, Ending, RunLifecycle
 from runwire.runs.scheduler import RunTicket
 from runwire.settings import Settings
-from runwire.store import repo
+from runwire.store import runqueue
 from runwire.store.approvals import PendingCall
 from runwire.store.db import Database
 from runwire.store.runqueue import RunRecord
@@ -189,27 +189,19 @@ class RunExecutor:
         if run is None:
             raise NotFound("run vanished")
         request = run.request or {}
-        async with self._db.read() as session:
-            user_msg = await repo.find_message(session, ticket.user_id, run.message_id)
-            if user_msg is None:
-                raise NotFound("user message vanished")
-            # The window: the newest max_history_size message rows before this run's own
-            # user message (which is the prompt, not history), with their runs' stored
-            # pydantic-ai messages.
-            earlier = await repo.history(session, ticket.user_id, run.thread_id,
-                                         before_id=user_msg.id,
-                                         limit=self._settings.max_history_size)
-            stored = await repo.run_model_messages(
-                session, ticket.user_id, (m.run_id for m in earlier if m.run_id is not None))
+        found = await self._db.query(
+            lambda conn: runqueue.inputs(conn, run, history_limit=self._settings.max_history_size))
+        if found is None:
+            raise NotFound("user message vanished")
         rows = [HistoryMessage("assistant" if m.role == "assistant" else "user", m.content,
-                               run_id=m.run_id) for m in earlier]
+                               run_id=m.run_id) for m in found.earlier]
         return RunScope(
             user_id=UserId(ticket.user_id), thread_id=ThreadId(run.thread_id),
-            run_id=RunId(run.id), agent_name=run.agent, user_message=user_msg.content,
+            run_id=RunId(run.id), agent_name=run.agent, user_message=found.prompt,
             user_message_id=MessageId(run.message_id), assistant_message_id=assistant_id,
             events=ticket.emitter, search=self._search,
             scopes=frozenset(request.get("scopes") or ()),
-            history=thread_history(rows, stored),
+            history=thread_history(rows, found.stored),
             context=request.get("context") or {}, settings=request.get("settings") or {},
             resume=resume,
         )
@@ -230,7 +222,7 @@ class RunExecutor:
         ticket.ending = True
         emitter = ticket.emitter
         content = outcome.content if outcome is not None else (
-            emitter.streamed.get(assistant_id, "") if assistant_id else "")
+            emitter.streamed(assistant_id) if assistant_id else "")
         duration_ms = int((time.monotonic() - started) * 1000) if started is not None else 0
         ending = Ending(status, failure, content, assistant_id,
                         dict(outcome.usage) if outcome is not None else {}, duration_ms,

@@ -8,7 +8,7 @@ Another user's object is reported as :class:`~runwire.errors.NotFound`, never as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -165,41 +165,6 @@ async def active_runs(session: AsyncSession, thread_id: str) -> Sequence[Run]:
         .order_by(Run.created_at)
     )
     return list(rows)
-
-
-async def history(
-    session: AsyncSession, user_id: str, thread_id: str, *, before_id: int, limit: int
-) -> list[Message]:
-    """Up to `limit` of `user_id`'s messages of a thread before internal id `before_id`,
-    oldest first."""
-    if limit <= 0:
-        return []
-    rows = list(
-        await session.scalars(
-            select(Message)
-            .where(Message.thread_id == thread_id, Message.user_id == user_id,
-                   Message.id < before_id)
-            .order_by(Message.id.desc())
-            .limit(limit)
-        )
-    )
-    rows.reverse()
-    return rows
-
-
-async def run_model_messages(
-    session: AsyncSession, user_id: str, run_ids: Iterable[str]
-) -> dict[str, str]:
-    """The stored pydantic-ai messages (JSON) of those of `run_ids` that are `user_id`'s
-    and have them."""
-    ids = sorted(set(run_ids))
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(Run.id, Run.model_messages)
-        .where(Run.id.in_(ids), Run.user_id == user_id, Run.model_messages.is_not(None))
-    )
-    return {run_id: data for run_id, data in rows if data is not None}
 
 
 async def run_answer(session: AsyncSession, user_id: str, run_id: str) -> str | None:

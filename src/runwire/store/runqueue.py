@@ -16,7 +16,7 @@ event batch.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -333,3 +333,66 @@ def queued_ids(conn: Connection, *, limit: int = 10_000) -> list[str]:
 def queued_count(conn: Connection) -> int:
     return int(conn.execute(
         select(func.count()).select_from(Run).where(Run.status == "queued")).scalar() or 0)
+
+
+# ---- what a run is given -----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """An earlier message of the thread, oldest first."""
+
+    role: str
+    content: str
+    run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunInputs:
+    """A run's prompt, the thread's earlier messages and their runs' stored model
+    messages (see :mod:`runwire.agents.history`)."""
+
+    prompt: str
+    earlier: list[HistoryRow]
+    stored: dict[str, str]
+
+
+def inputs(conn: Connection, run: RunRecord, *, history_limit: int) -> RunInputs | None:
+    """What executing `run` needs, in one unit of work; None when its user message is gone.
+
+    The window: the newest `history_limit` message rows of the run's owner before the run's
+    own user message (the prompt, not history), with their runs' stored pydantic-ai
+    messages."""
+    found = conn.execute(
+        select(Message.id, Message.content)
+        .where(Message.user_id == run.user_id, Message.message_id == run.message_id)).first()
+    if found is None:
+        return None
+    earlier = history(conn, run.user_id, run.thread_id, before_id=found.id, limit=history_limit)
+    stored = model_messages(conn, run.user_id, (m.run_id for m in earlier if m.run_id))
+    return RunInputs(found.content, earlier, stored)
+
+
+def history(conn: Connection, user_id: str, thread_id: str, *, before_id: int,
+            limit: int) -> list[HistoryRow]:
+    """Up to `limit` of `user_id`'s messages of a thread before internal id `before_id`,
+    oldest first."""
+    if limit <= 0:
+        return []
+    rows = conn.execute(
+        select(Message.role, Message.content, Message.run_id)
+        .where(Message.thread_id == thread_id, Message.user_id == user_id,
+               Message.id < before_id)
+        .order_by(Message.id.desc()).limit(limit))
+    return [HistoryRow(r.role, r.content, r.run_id) for r in rows][::-1]
+
+
+def model_messages(conn: Connection, user_id: str, run_ids: Iterable[str]) -> dict[str, str]:
+    """The stored pydantic-ai messages (JSON) of those of `run_ids` that are `user_id`'s
+    and have them."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(Run.id, Run.model_messages)
+        .where(Run.id.in_(ids), Run.user_id == user_id, Run.model_messages.is_not(None)))
+    return {run_id: data for run_id, data in rows if data is not None}
