@@ -95,8 +95,10 @@ def test_events_of_many_runs_commit_in_one_transaction_in_order_and_after_commit
 
     early, seen, commits = server.call(probe)
     assert early == []  # nothing sent before its commit
-    assert commits == 2  # the first event alone, then everything else together
-    assert [len(b) for b in batches[-2:]] == [1, 9]
+    # the first event alone, then everything else together (commits waiting for what
+    # was committed already may follow in a batch of their own, with no events)
+    assert [len(b) for b in batches if b] == [1, 9]
+    assert commits >= 2
     for thread_id, run_id in zip(threads, ["run-a", *(f"run-{t[:4]}" for t in threads[1:])],
                                  strict=True):
         mine = [e for e in seen if e.run_id == run_id]
