@@ -177,6 +177,8 @@ def test_stop_pressed_offline_is_queued_and_sent_when_back(
     expect(desk.get_by_test_id("conn-banner")).to_have_attribute("data-kind", "offline")
     desk.get_by_test_id("stop-button").click()
     expect(desk.get_by_test_id("stop-queued")).to_be_visible()
+    expect(desk.get_by_test_id("stop-button")).to_have_text("Stopping…")
+    expect(desk.get_by_test_id("stop-button")).to_be_disabled()
     desk.context.set_offline(False)
     run = desk.get_by_test_id("run-status").last
     expect(run).to_have_attribute("data-status", "cancelled", timeout=30_000)

@@ -146,7 +146,7 @@ export function App({ userId, token }: { userId: string; token: string }): React
                   onEdit={(text) => composer.current?.fill(text)}
                   empty={<div className="empty">{current ? "Loading…" : "Ask something to start a new chat."}</div>} />
         <Composer ref={composer} focusKey={current ?? ""} onSend={send} disabledReason={disabledReason}
-                  onStop={stop} />
+                  onStop={stop} stopping={agent.activeRun !== null && client.queuedStops.includes(agent.activeRun.runId)} />
       </main>
     </div>
   );

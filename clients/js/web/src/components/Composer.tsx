@@ -6,6 +6,8 @@ interface Props {
   focusKey: string;
   /** Why nothing can be sent now (signed out, too many tabs); null: enabled. */
   disabledReason: string | null;
+  /** A stop was asked for and waits for the connection. */
+  stopping?: boolean;
 }
 
 export interface ComposerHandle {
@@ -17,7 +19,7 @@ export interface ComposerHandle {
 /** Enter sends, Shift+Enter breaks the line; Escape stops a running answer. The keyboard
  *  hint is shown only where there is a hardware keyboard (not on touch screens). */
 export const Composer = forwardRef<ComposerHandle, Props>(function Composer(
-  { onSend, onStop, focusKey, disabledReason }, handle,
+  { onSend, onStop, focusKey, disabledReason, stopping = false }, handle,
 ): ReactNode {
   const [text, setText] = useState("");
   const input = useRef<HTMLTextAreaElement>(null);
@@ -51,7 +53,11 @@ export const Composer = forwardRef<ComposerHandle, Props>(function Composer(
           Enter to send · Shift+Enter for a new line · <kbd>?</kbd> for shortcuts
         </div>
       </div>
-      {onStop && <button type="button" className="stop" data-testid="stop-button" onClick={onStop}>Stop</button>}
+      {onStop && (
+        <button type="button" className="stop" data-testid="stop-button" onClick={onStop} disabled={stopping}>
+          {stopping ? "Stopping…" : "Stop"}
+        </button>
+      )}
       <button type="submit" className="send" data-testid="send-button" disabled={disabled || !text.trim()}>Send</button>
     </form>
   );
