@@ -240,9 +240,12 @@ class RunService:
 
     async def stop_runs(self, run_ids: Sequence[str], *, reason: CancelReason) -> int:
         """Cancel runs wherever they are: queued ones end here at once (`cancelled`,
-        no `agent_started`); running ones are cancelled by the node that holds them."""
+        no `agent_started`); running ones are cancelled by the node that holds them.
+
+        Newest first: a thread's queued runs end before its active run is cancelled, or
+        the slot that cancel frees could start the next queued run before its stop."""
         count = 0
-        for run_id in run_ids:
+        for run_id in reversed(run_ids):
             if await self._stop_one(run_id, reason):
                 count += 1
         return count
