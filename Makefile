@@ -88,7 +88,7 @@ tools:
 	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg; }; \
 	done
 
-## The README's screenshot, taken by the browser test from the real page.
+## The README's screenshots (dark: docs/screenshot.png, light: docs/screenshot-light.png), taken by the browser test from the real page.
 screenshot: install tools
 	RUNWIRE_SCREENSHOT=docs/screenshot.png $(VENV)/bin/pytest -q tests/test_web.py -k token_url
 
