@@ -144,6 +144,7 @@ export function App({ userId, token }: { userId: string; token: string }): React
                   lastAnswerId={lastAnswerId}
                   onRegenerate={(runId) => { agent.regenerate(runId); setFollowKey((k) => k + 1); }}
                   onEdit={(text) => composer.current?.fill(text)}
+                  onApprove={(item, decision) => agent.approve(item, decision)}
                   empty={<div className="empty">{current ? "Loading…" : "Ask something to start a new chat."}</div>} />
         <Composer ref={composer} focusKey={current ?? ""} onSend={send} disabledReason={disabledReason}
                   onStop={stop} stopping={agent.activeRun !== null && client.queuedStops.includes(agent.activeRun.runId)} />

@@ -17,6 +17,7 @@ import {
 import { Outbox } from "./outbox.ts";
 import { SeqTracker } from "./seq.ts";
 import type {
+  ApprovalDecision,
   ConnectionEstablished,
   ConnectionStatus,
   OutboxItem,
@@ -461,6 +462,20 @@ export class RunwireClient {
     this.pendingStops.set(key, payload);
     this.reconnectOnDemand();
     return false;
+  }
+
+  /**
+   * Decides a tool call waiting for approval (`approve_tool`, SPEC 7): approve (with
+   * edited `args`, validated by the server) or deny (with an optional `reason`). The
+   * answer is the `approval_resolved` event every tab receives, or an `error` frame whose
+   * `request_id` is `approve:<toolCallId>` (`conflict`: decided already — the first
+   * decision wins; `validation_error`: bad `args`, nothing decided). false: not open.
+   */
+  approve(runId: string, toolCallId: string, decision: ApprovalDecision): boolean {
+    const payload: Record<string, unknown> = { run_id: runId, tool_call_id: toolCallId, approved: decision.approved };
+    if (decision.reason !== undefined && decision.reason.trim()) payload.reason = decision.reason.trim();
+    if (decision.approved && decision.args !== undefined) payload.args = decision.args;
+    return this.isOpen() && this.sendFrame({ type: "approve_tool", payload, request_id: `approve:${toolCallId}` });
   }
 
   /** Run ids whose stop waits for the connection. */

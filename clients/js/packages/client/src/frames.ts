@@ -23,6 +23,13 @@ export type ThreadEventPayloads = {
     duration_ms?: number;
   };
   agent_error: { code: string; message: string; retryable: boolean };
+  approval_required: {
+    agent_name: string; tool_call_id: string; tool_name: string; tool_args: Record<string, unknown>;
+    expires_at: string;
+  };
+  approval_resolved: {
+    tool_call_id: string; approved: boolean; reason: string | null; args: Record<string, unknown> | null;
+  };
 };
 
 export type ThreadEventType = keyof ThreadEventPayloads;
@@ -73,6 +80,7 @@ export type ServerFrame = ThreadEvent | ControlFrame;
 const THREAD_EVENT_TYPES: ReadonlySet<string> = new Set<ThreadEventType>([
   "message_created", "agent_progress", "agent_started", "agent_thinking", "tool_executing",
   "tool_completed", "partial_result", "agent_response", "agent_completed", "agent_error",
+  "approval_required", "approval_resolved",
 ]);
 const CONTROL_TYPES: ReadonlySet<string> = new Set<ControlFrameType>([
   "connection_established", "message_ack", "thread_created", "thread_updated", "thread_deleted",

@@ -35,6 +35,7 @@ export {
   hasSeq,
   isTerminal,
   askedIn,
+  pendingApprovals,
 } from "./timeline.ts";
 export {
   RestClient,

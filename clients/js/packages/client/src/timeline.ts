@@ -4,6 +4,7 @@
 // lands in place, and applying an event twice is a no-op.
 
 import type {
+  ApprovalItem,
   MessageItem,
   OutboxItem,
   RunItem,
@@ -28,7 +29,7 @@ export function hasSeq(tl: Timeline, seq: number): boolean {
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(["completed", "cancelled", "failed", "timed_out"]);
 const RANK: Record<RunStatus, number> = {
-  queued: 0, running: 1, completed: 2, cancelled: 2, failed: 2, timed_out: 2,
+  queued: 0, running: 1, waiting: 1, completed: 2, cancelled: 2, failed: 2, timed_out: 2,
 };
 
 /** true for completed / cancelled / failed / timed_out. */
@@ -129,13 +130,13 @@ function runItem(items: readonly TimelineItem[], runId: string, seq: number): Ru
   };
 }
 
-/** The running run with the highest seq, else the earliest queued one, else null. */
+/** The running (or waiting) run with the highest seq, else the earliest queued one, else null. */
 function activeRun(items: readonly TimelineItem[]): string | null {
   let queued: RunItem | null = null;
   for (let i = items.length - 1; i >= 0; i--) {
     const it = items[i];
     if (it === undefined || it.kind !== "run") continue;
-    if (it.status === "running") return it.runId;
+    if (it.status === "running" || it.status === "waiting") return it.runId;
     if (it.status === "queued") queued = it;
   }
   return queued ? queued.runId : null;
@@ -152,6 +153,25 @@ function settleRun(items: TimelineItem[], runId: string): TimelineItem[] {
     }
   });
   return out ?? items;
+}
+
+function record(v: unknown): Record<string, unknown> | null {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+/** A run's status once an approval of it changed: waiting while any call of it is pending,
+ *  running again when none is (a terminal status stays). */
+function withApprovals(items: TimelineItem[], runId: string, seq: number): TimelineItem[] {
+  const run = runItem(items, runId, seq);
+  if (isTerminal(run.status)) return items;
+  const pending = items.some((it) => it.kind === "approval" && it.runId === runId && it.status === "pending");
+  const status: RunStatus = pending ? "waiting" : "running";
+  return run.status === status ? items : upsert(items, { ...run, status, queuePosition: null, progress: null });
+}
+
+/** The calls of this thread that wait for the user's decision, oldest first. */
+export function pendingApprovals(tl: Timeline): ApprovalItem[] {
+  return tl.items.filter((it): it is ApprovalItem => it.kind === "approval" && it.status === "pending");
 }
 
 function runIsTerminal(items: readonly TimelineItem[], runId: string | null): boolean {
@@ -252,6 +272,31 @@ function reduce(tl: Timeline, ev: ThreadEvent): Timeline {
         };
       }
       return { ...tl, items: upsert(items, item) };
+    }
+    case "approval_required":
+    case "approval_resolved": {
+      const id = str(p, "tool_call_id");
+      if (id === null || runId === null) return tl;
+      const old = find(items, "approval", id);
+      let item: ApprovalItem = old ?? {
+        kind: "approval", id, runId, agentName: "", toolName: "", args: {}, expiresAt: null,
+        status: "pending", reason: null, approvedArgs: null, seq,
+      };
+      if (ev.type === "approval_required") {
+        item = {
+          ...item, agentName: str(p, "agent_name") ?? item.agentName, toolName: str(p, "tool_name") ?? item.toolName,
+          args: record(p.tool_args) ?? item.args, expiresAt: str(p, "expires_at"), seq: Math.min(item.seq, seq),
+        };
+      } else {
+        const approved = p.approved === true;
+        item = {
+          ...item, status: approved ? "approved" : "denied", reason: str(p, "reason"),
+          approvedArgs: approved ? record(p.args) : null,
+        };
+      }
+      let nextItems = upsert(items, item);
+      nextItems = withApprovals(nextItems, runId, seq);
+      return { ...tl, items: nextItems, activeRunId: activeRun(nextItems) };
     }
     case "partial_result": {
       const id = str(p, "message_id");

@@ -69,8 +69,9 @@ export interface SendOptions {
 
 // ---- the timeline: what a chat UI shows for one thread -------------------------------
 
+/** `waiting`: paused until the user decides its tool calls that need approval. */
 export type RunStatus =
-  | "queued" | "running" | "completed" | "cancelled" | "failed" | "timed_out";
+  | "queued" | "running" | "waiting" | "completed" | "cancelled" | "failed" | "timed_out";
 
 export interface MessageItem {
   kind: "message";
@@ -129,7 +130,34 @@ export interface RunItem {
   seq: number;
 }
 
-export type TimelineItem = MessageItem | ThinkingItem | ToolItem | RunItem;
+/** A tool call that needs the user's approval (`approval_required`), and once decided
+ *  (`approval_resolved`, from any tab) the decision. */
+export interface ApprovalItem {
+  kind: "approval";
+  /** tool_call_id */
+  id: string;
+  runId: string;
+  agentName: string;
+  toolName: string;
+  /** The model's arguments. */
+  args: Record<string, unknown>;
+  /** ISO 8601: when an undecided call is denied ("timed out"). */
+  expiresAt: string | null;
+  status: "pending" | "approved" | "denied";
+  reason: string | null;
+  /** The arguments an approved call runs with (the user's edit, else the model's). */
+  approvedArgs: Record<string, unknown> | null;
+  seq: number;
+}
+
+/** A decision on an {@link ApprovalItem}: `args` (approving only) replaces the model's. */
+export interface ApprovalDecision {
+  approved: boolean;
+  reason?: string;
+  args?: Record<string, unknown>;
+}
+
+export type TimelineItem = MessageItem | ThinkingItem | ToolItem | RunItem | ApprovalItem;
 
 export interface Timeline {
   threadId: string;
@@ -143,6 +171,6 @@ export interface Timeline {
   aboveSeqs: number[];
   /** Streaming answers: message_id -> [seq, delta] pairs, joined in seq order. */
   deltas: Record<string, Array<[number, string]>>;
-  /** The run that is queued or running, if any. */
+  /** The run that is queued, running or waiting for approvals, if any. */
   activeRunId: string | null;
 }

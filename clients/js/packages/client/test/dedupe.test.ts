@@ -154,6 +154,20 @@ describe("dedupe and gaps", () => {
     ]);
   });
 
+  it("approve() sends approve_tool (args only when approving); false while not open", async () => {
+    const h = harness();
+    expect(h.client.approve("R", "c1", { approved: true })).toBe(false);
+    const ws = await connected(h);
+    expect(h.client.approve("R", "c1", { approved: true, args: { to: "carol" } })).toBe(true);
+    expect(h.client.approve("R", "c2", { approved: false, reason: " busy ", args: { x: 1 } })).toBe(true);
+    expect(ws.frames()).toEqual([
+      { type: "approve_tool", payload: { run_id: "R", tool_call_id: "c1", approved: true, args: { to: "carol" } },
+        request_id: "approve:c1" },
+      { type: "approve_tool", payload: { run_id: "R", tool_call_id: "c2", approved: false, reason: "busy" },
+        request_id: "approve:c2" },
+    ]);
+  });
+
   it("a throwing listener does not break delivery", async () => {
     const h = harness();
     const spy = vi.spyOn(console, "error").mockImplementation(() => {});

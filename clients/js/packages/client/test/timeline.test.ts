@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
   addOptimistic, applyEvent, applyEvents, emptyTimeline, markPruned, removeOptimistic,
-  timelineFromMessages, trimTimeline, updateOptimistic,
+  pendingApprovals, timelineFromMessages, trimTimeline, updateOptimistic,
 } from "../src/timeline.ts";
 import type { MessageOut } from "../src/rest.ts";
 import { parseFrame } from "../src/frames.ts";
-import type { MessageItem, OutboxItem, RunItem, ThreadEvent, Timeline, ToolItem } from "../src/types.ts";
+import type { ApprovalItem, MessageItem, OutboxItem, RunItem, ThreadEvent, Timeline, ToolItem } from "../src/types.ts";
 
 const T = "T";
 function e(seq: number, type: string, payload: Record<string, unknown> = {}, runId: string | null = "R"): ThreadEvent {
@@ -302,5 +302,50 @@ describe("pruned threads and trimming", () => {
     ]);
     const trimmed = trimTimeline(tl, 2);
     expect(Object.keys(trimmed.deltas)).toEqual(["new"]);
+  });
+});
+
+describe("approvals", () => {
+  const asked = [
+    e(1, "message_created", { message_id: "m1", role: "user", content: "notify bob: hi" }, null),
+    e(2, "agent_started", { agent_name: "supervisor", message_id: "m1", run_id: "R" }),
+    e(3, "approval_required", { agent_name: "supervisor", tool_call_id: "c1", tool_name: "send_notification", tool_args: { to: "bob", text: "hi" }, expires_at: "2026-12-03T10:00:00Z" }),
+    e(4, "approval_required", { agent_name: "supervisor", tool_call_id: "c2", tool_name: "send_notification", tool_args: { to: "ann", text: "hi" }, expires_at: "2026-12-03T10:00:00Z" }),
+  ];
+
+  it("a run waits while any call is pending and runs again once all are decided", () => {
+    let tl = applyEvents(emptyTimeline(T), asked);
+    expect(pendingApprovals(tl).map((a) => a.id)).toEqual(["c1", "c2"]);
+    expect((byId(tl, "run:R") as RunItem).status).toBe("waiting");
+    expect(tl.activeRunId).toBe("R");
+    tl = applyEvent(tl, e(5, "approval_resolved", { tool_call_id: "c1", approved: true, reason: null, args: { to: "carol", text: "hi" } }));
+    expect(pendingApprovals(tl).map((a) => a.id)).toEqual(["c2"]);
+    expect((byId(tl, "run:R") as RunItem).status).toBe("waiting");
+    const c1 = byId(tl, "c1") as ApprovalItem;
+    expect([c1.status, c1.approvedArgs]).toEqual(["approved", { to: "carol", text: "hi" }]);
+    tl = applyEvent(tl, e(6, "approval_resolved", { tool_call_id: "c2", approved: false, reason: "no", args: null }));
+    expect(pendingApprovals(tl)).toEqual([]);
+    expect((byId(tl, "run:R") as RunItem).status).toBe("running");
+    expect((byId(tl, "c2") as ApprovalItem).reason).toBe("no");
+    tl = applyEvent(tl, e(7, "agent_completed", { status: "completed", result: "", usage: {}, duration_ms: 5 }));
+    expect((byId(tl, "run:R") as RunItem).status).toBe("completed");
+    expect(tl.activeRunId).toBe(null);
+  });
+
+  it("a decision replayed before its request lands in place, in any order", () => {
+    const resolved = e(5, "approval_resolved", { tool_call_id: "c1", approved: false, reason: "timed out", args: null });
+    const forward = applyEvents(emptyTimeline(T), [...asked.slice(0, 3), resolved]);
+    const backward = applyEvents(emptyTimeline(T), [resolved, ...asked.slice(0, 3).reverse()]);
+    for (const tl of [forward, backward]) {
+      const c1 = byId(tl, "c1") as ApprovalItem;
+      expect([c1.status, c1.toolName, c1.args, c1.reason]).toEqual(["denied", "send_notification", { to: "bob", text: "hi" }, "timed out"]);
+      expect(pendingApprovals(tl)).toEqual([]);
+    }
+  });
+
+  it("a run stopped while waiting is not active", () => {
+    const tl = applyEvents(emptyTimeline(T), [...asked, e(5, "agent_completed", { status: "cancelled", result: "", usage: {}, duration_ms: 1 })]);
+    expect((byId(tl, "run:R") as RunItem).status).toBe("cancelled");
+    expect(tl.activeRunId).toBe(null);
   });
 });

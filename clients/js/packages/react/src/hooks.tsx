@@ -11,6 +11,8 @@ import {
   type ReactNode,
 } from "react";
 import type {
+  ApprovalDecision,
+  ApprovalItem,
   ConnectionEstablished,
   ConnectionStatus,
   LocalHistory,
@@ -112,7 +114,7 @@ export function useThreads(): ThreadsView {
 
 /**
  * ready: nothing in flight; submitted: a message is queued/sent or its run is queued;
- * streaming: the run is executing; error: the last run failed or a message was refused.
+ * streaming: the run is executing (or waits for approvals: `approvals`); error: the last run failed or a message was refused.
  */
 export type AgentStatus = "ready" | "submitted" | "streaming" | "error";
 
@@ -122,8 +124,13 @@ export interface AgentView {
   items: readonly TimelineItem[];
   messages: readonly MessageItem[];
   status: AgentStatus;
-  /** The queued or running run, if any. */
+  /** The queued, running or waiting run, if any. */
   activeRun: RunItem | null;
+  /** Tool calls of this thread waiting for the user's decision (SPEC 7), oldest first;
+   *  each leaves the list in every tab once decided (`approval_resolved`). */
+  approvals: readonly ApprovalItem[];
+  /** Decides one of `approvals` (`approve_tool`); false when not connected. */
+  approve: (item: Pick<ApprovalItem, "runId" | "id">, decision: ApprovalDecision) => boolean;
   load: LoadState;
   loadError: string | null;
   source: "none" | "cache" | "server";
@@ -186,7 +193,7 @@ function useCallbacks(store: ThreadStore, threadId: string | null, opts: UseAgen
 }
 
 function statusOf(timeline: Timeline, activeRun: RunItem | null): AgentStatus {
-  if (activeRun?.status === "running") return "streaming";
+  if (activeRun?.status === "running" || activeRun?.status === "waiting") return "streaming";
   if (activeRun?.status === "queued") return "submitted";
   const items = timeline.items;
   for (let i = items.length - 1; i >= 0; i -= 1) {
@@ -227,6 +234,9 @@ export function useAgent(threadId: string | null, opts: UseAgentOptions = {}): A
       timeline,
       items: timeline.items,
       messages: timeline.items.filter((i): i is MessageItem => i.kind === "message"),
+      approvals: timeline.items.filter((i): i is ApprovalItem => i.kind === "approval" && i.status === "pending"),
+      approve: (item: Pick<ApprovalItem, "runId" | "id">, decision: ApprovalDecision) =>
+        store.client.approve(item.runId, item.id, decision),
       status: statusOf(timeline, active),
       activeRun: active,
       load: entry?.load ?? "idle",

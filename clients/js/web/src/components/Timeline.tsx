@@ -1,6 +1,7 @@
 import { isTerminal, type MessageItem, type RunItem, type ThinkingItem, type TimelineItem, type ToolItem } from "@runwire/client";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState, type MouseEvent, type ReactNode } from "react";
 import { copyText, renderInline, renderMarkdown } from "../markdown.ts";
+import { Approval, type OnApprove } from "./Approval.tsx";
 
 const MAX_SHOWN = 20_000; // characters of a tool's args/result shown inline
 
@@ -53,6 +54,8 @@ interface Actions {
   onEdit: (text: string) => void;
   /** The last answer's message id when no run is active (it gets "Regenerate"). */
   lastAnswerId: string | null;
+  /** Decides a tool call waiting for approval. */
+  onApprove: OnApprove;
 }
 
 function Message({ item, onRetry, onDiscard, live, onRegenerate, onEdit, lastAnswerId }: { item: MessageItem } & Actions): ReactNode {
@@ -143,6 +146,8 @@ function runText(item: RunItem, live: boolean): string {
     case "running":
       if (!live) return "Paused here: the run goes on on the server; waiting for the connection…";
       return item.progress ?? `${item.agentName ?? "agent"} is working…`;
+    case "waiting":
+      return "Waiting for your approval.";
     case "completed":
       return item.durationMs !== null ? `Done in ${seconds(item.durationMs)}` : "Done";
     case "cancelled":
@@ -182,6 +187,7 @@ function Item({ item, ...actions }: { item: TimelineItem } & Actions): ReactNode
     case "thinking": return <Thinking item={item} />;
     case "tool": return <Tool item={item} />;
     case "run": return <Run item={item} {...actions} />;
+    case "approval": return <Approval item={item} onApprove={actions.onApprove} live={actions.live} />;
   }
 }
 
