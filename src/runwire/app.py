@@ -58,6 +58,7 @@ from runwire.tasks import Supervisor
 from runwire.threads import ThreadService
 from runwire.tracing import Tracing
 from runwire.web import FAVICON, SWAGGER_UI, PageFiles
+from runwire.webhooks.dispatcher import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Services:
     redis_guard: RedisGuard | None = None
     tracing: Tracing | None = None
     history_cache: HistoryCache = field(default_factory=NoCache)
+    webhooks: WebhookDispatcher | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -179,6 +181,12 @@ class Services:
         tasks.keep_running("health-monitor", services._watch_health)
         if presence is not None:
             tasks.keep_running("presence", lambda: upkeep.refresh_presence(presence, connections))
+        if settings.webhook_urls and settings.webhook_secret is not None:
+            services.webhooks = WebhookDispatcher(
+                db=db, node_id=settings.node_id, secret=settings.webhook_secret,
+                timeout=settings.webhook_timeout, metrics=metrics,
+                retry_for=timedelta(hours=settings.webhook_retry_hours))
+            tasks.keep_running("webhooks", services.webhooks.run)
         services.presence = presence
         services.redis_guard = redis_guard
         services.tracing = tracing

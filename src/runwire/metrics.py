@@ -141,6 +141,17 @@ class Metrics:
         self.run_duration = histogram("runwire_run_duration_seconds", "run duration by status",
                                       RUN_BUCKETS, "status")
 
+        self.webhook_deliveries = counter(
+            "runwire_webhook_deliveries_total",
+            "Webhook delivery attempts by outcome (delivered, retry, failed, lost_claim)",
+            "outcome")
+        self.webhook_depth = Gauge("runwire_webhook_outbox_depth",
+                                   "Webhook deliveries waiting to be delivered (all nodes)",
+                                   ["node"], registry=r)
+        self.webhook_oldest = Gauge("runwire_webhook_oldest_pending_seconds",
+                                    "Age of the oldest webhook delivery still pending",
+                                    ["node"], registry=r)
+
         self.breaker_open = Gauge("runwire_breaker_open",
                                   "1 while a circuit breaker is open (or half open)",
                                   ["node", "breaker"], registry=r)

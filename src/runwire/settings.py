@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     approval_tools: Annotated[tuple[str, ...], NoDecode] = ()
     approval_timeout: PositiveFloat = 86400.0
 
+    webhook_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    webhook_secret: str | None = Field(default=None, repr=False)
+    webhook_timeout: PositiveFloat = 10.0
+    webhook_retry_hours: PositiveFloat = 24.0
+
     event_retention_events: int = Field(default=1000, ge=1)
     event_retention_hours: PositiveFloat = 24.0
 
@@ -97,11 +102,41 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("jwt_algorithms", "allowed_origins", "approval_tools", mode="before")
+    @field_validator("jwt_algorithms", "allowed_origins", "approval_tools", "webhook_urls",
+                     mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _valid_webhook_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from urllib.parse import urlsplit
+
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"not an http(s) URL: {url!r}")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _valid_webhook_secret(cls, value: str | None) -> str | None:
+        import base64
+        import binascii
+
+        if value is None:
+            return None
+        if not value.startswith("whsec_"):
+            raise ValueError("must look like whsec_<base64> (Standard Webhooks)")
+        try:
+            key = base64.b64decode(value[len("whsec_"):] + "==", validate=False)
+        except (binascii.Error, ValueError):
+            raise ValueError("must look like whsec_<base64> (Standard Webhooks)") from None
+        if len(key) < 24:
+            raise ValueError("the key is shorter than 24 bytes")
         return value
 
     @field_validator("rate_limit_messages", "rate_limit_frames")
@@ -138,6 +173,12 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @model_validator(mode="after")
+    def _check_webhooks(self) -> Settings:
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError("webhook_secret: required when webhook_urls are set")
+        return self
 
     @model_validator(mode="after")
     def _check_jwt(self) -> Settings:

@@ -40,6 +40,7 @@ from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
 from runwire.store.runqueue import RunRecord
 from runwire.tracing import Tracing
+from runwire.webhooks import outbox
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,11 @@ class RunService:
         self._db = db
         self._bus = bus
         self._runtime = runtime
-        self.writer = EventWriter(db=db, bus=bus, node_id=settings.node_id,
-                                  observe=self._observe_event)
+        urls = settings.webhook_urls
+        self.writer = EventWriter(
+            db=db, bus=bus, node_id=settings.node_id, observe=self._observe_event,
+            # a run's end or approval_required and its webhook rows: one transaction
+            in_transaction=(lambda conn, envs: outbox.record(conn, envs, urls)) if urls else None)
         self.lifecycle = RunLifecycle(db=db, bus=bus, writer=self.writer,
                                       node_id=settings.node_id)
         self.executor = RunExecutor(settings=settings, db=db, lifecycle=self.lifecycle,

@@ -126,15 +126,20 @@ class EventWriter:
         max_pending: items buffered across all runs before ``emit`` waits (back-pressure:
             a full writer slows the producing runs, it never drops).
         observe: called after each commit with the batch's events and its seconds.
+        in_transaction: called inside each batch's transaction with the envelopes it
+            inserts (the webhook outbox records its rows there: same transaction).
     """
 
     def __init__(self, *, db: Database, bus: Bus, node_id: str, max_pending: int = 20_000,
-                 observe: Callable[[Sequence[NewEvent], float], None] | None = None) -> None:
+                 observe: Callable[[Sequence[NewEvent], float], None] | None = None,
+                 in_transaction: Callable[[Connection, list[Envelope]], object] | None = None,
+                 ) -> None:
         self._db = db
         self._bus = bus
         self._node = node_id
         self._max_pending = max_pending
         self._observe = observe
+        self._in_transaction = in_transaction
         self._dirty: dict[RunEmitter, None] = {}  # runs with pending items, in arrival order
         self.pending = 0  # items buffered across runs
         self._wake = asyncio.Event()
@@ -264,6 +269,8 @@ class EventWriter:
                                                        run.events, now, rows)
                 seq += len(run.events)
         eventlog.insert_rows(conn, rows)
+        if self._in_transaction is not None:
+            self._in_transaction(conn, [env for run in batch for env in run.envelopes])
 
     def _requeue(self, batch: list[_RunBatch], exc: StorageUnavailable) -> None:
         """A failed commit: each run's items go back in front of what it emitted since,

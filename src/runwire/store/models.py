@@ -168,3 +168,30 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (Index("ix_events_created", "created_at"),)
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox (SPEC 9): one row per event and URL, written in the transaction
+    of the event it reports; delivered at least once by whichever node claims it."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(64))  # the same on every attempt
+    url: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # the exact JSON body that is signed
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    node_id: Mapped[str | None] = mapped_column(String(256))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "url", name="uq_webhook_deliveries_webhook_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )

@@ -1,0 +1,186 @@
+"""Webhooks (SPEC 9) against a real server and a local receiver: Standard Webhooks
+signatures verified with the reference library, the outbox committed with the event it
+reports, retries with the same webhook-id until the receiver is back, 4xx stops, settings
+checked at start-up; on SQLite and PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from runwire.errors import ConfigError
+from runwire.settings import load_settings
+
+from .backends import BACKENDS, backend_server
+from .conftest import ServerHandle
+from .helpers import client, count_rows, eventually
+from .webhook_receiver import Receiver
+
+SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+QUESTION = "what is 12*(3+4)?"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().up()
+    yield r
+    r.down()
+
+
+@pytest.fixture(params=[pytest.param(b, marks=[pytest.mark.postgres] if b == "postgres" else [])
+                        for b in BACKENDS])
+async def hooked(request: pytest.FixtureRequest, receiver: Receiver,
+                 server_factory: Callable[..., ServerHandle]) -> AsyncIterator[ServerHandle]:
+    async with backend_server(request.param, server_factory, webhook_urls=receiver.url,
+                              webhook_secret=SECRET, webhook_timeout=2.0) as server:
+        yield server
+
+
+def verified(receiver: Receiver) -> list[dict[str, Any]]:
+    """Every request's body, each signature checked with the reference library."""
+    out = []
+    for got in receiver.received:
+        payload: dict[str, Any] = Webhook(SECRET).verify(got.body, got.headers)
+        out.append(payload)
+    return out
+
+
+async def test_a_completed_run_is_posted_signed_and_committed_with_its_end(
+    hooked: ServerHandle, receiver: Receiver,
+) -> None:
+    async with client(hooked) as c:
+        ack, frames = await c.ask(QUESTION)
+        # the outbox row is in the transaction of the terminal event: there once it is seen
+        rows = hooked.call(lambda: count_rows(hooked, "webhook_deliveries"))
+        assert rows == [1]
+    await eventually(lambda: len(receiver.received) == 1, timeout=10)
+    [payload] = verified(receiver)
+    data = payload["data"]
+    assert payload["type"] == "run.completed" and payload["timestamp"].endswith("Z")
+    assert data["run_id"] == ack["payload"]["run_id"] and data["user_id"] == "alice"
+    assert data["thread_id"] == ack["payload"]["thread_id"]
+    assert data["status"] == "completed" and "84" in data["result"]
+    assert data["usage"] is not None and "error" not in data
+    headers = receiver.received[0].headers
+    assert headers["webhook-id"].startswith("msg_")
+    assert headers["webhook-signature"].startswith("v1,")
+
+
+async def test_a_tool_call_waiting_for_approval_is_run_waiting(
+    hooked: ServerHandle, receiver: Receiver,
+) -> None:
+    async with client(hooked) as c:
+        await c.send_message("notify bob: the build is green")
+        await c.until(lambda f: f["type"] == "approval_required")
+    await eventually(lambda: len(receiver.received) == 1, timeout=10)
+    [payload] = verified(receiver)
+    assert payload["type"] == "run.waiting" and payload["data"]["status"] == "waiting"
+    approval = payload["data"]["approval"]
+    assert approval["tool_name"] == "send_notification"
+    assert approval["tool_args"] == {"to": "bob", "text": "the build is green"}
+
+
+async def test_receiver_down_then_up_gets_every_delivery_with_stable_ids(
+    server_factory: Callable[..., ServerHandle],
+) -> None:
+    receiver = Receiver()  # down: nothing listens on its port
+    server = server_factory(webhook_urls=receiver.url, webhook_secret=SECRET,
+                            webhook_timeout=1.0)
+    async with client(server) as c:
+        runs = {(await c.ask(f"what is {n}+1?"))[0]["payload"]["run_id"] for n in range(3)}
+
+    async def attempts() -> list[int]:
+        from sqlalchemy import text
+
+        async with server.services.db.read() as s:
+            return list(await s.scalars(text("SELECT attempts FROM webhook_deliveries")))
+
+    await eventually(lambda: min(server.call(attempts)) >= 2, timeout=15)  # retried
+    receiver.up()
+    try:
+        await eventually(lambda: len(receiver.received) >= 3, timeout=30)
+        payloads = verified(receiver)
+        assert {p["data"]["run_id"] for p in payloads} == runs
+        ids = [r.headers["webhook-id"] for r in receiver.received]
+        assert len(set(ids)) == 3  # one id per event; a duplicate would be a retry of it
+        async with server.services.db.read() as s:
+            from sqlalchemy import text
+
+            rows = (await s.execute(text(
+                "SELECT webhook_id, status, attempts FROM webhook_deliveries"))).all()
+        assert {r[0] for r in rows} == set(ids)
+        assert all(r[1] == "delivered" and r[2] >= 3 for r in rows)
+    finally:
+        receiver.down()
+
+
+@pytest.mark.parametrize(("status", "final", "retried"), [(410, "failed", False),
+                                                          (503, "pending", True)])
+async def test_a_4xx_stops_and_a_5xx_retries(
+    server_factory: Callable[..., ServerHandle], status: int, final: str, retried: bool,
+) -> None:
+    receiver = Receiver(status=status).up()
+    server = server_factory(webhook_urls=receiver.url, webhook_secret=SECRET)
+    try:
+        async with client(server) as c:
+            await c.ask(QUESTION)
+        await eventually(lambda: len(receiver.received) >= (2 if retried else 1), timeout=15)
+
+        async def row() -> tuple[str, int, int]:
+            from sqlalchemy import text
+
+            async with server.services.db.read() as s:
+                got = (await s.execute(text("SELECT status, attempts, last_status "
+                                            "FROM webhook_deliveries"))).one()
+            return got[0], got[1], got[2]
+
+        state, tries, last = server.call(row)
+        assert (state, last) == (final, status)
+        assert tries >= 2 if retried else tries == 1
+        ids = {r.headers["webhook-id"] for r in receiver.received}
+        assert len(ids) == 1  # every attempt carries the same id
+    finally:
+        receiver.down()
+
+
+def test_bad_webhook_settings_stop_start_up_with_one_line() -> None:
+    cases = {"RUNWIRE_WEBHOOK_URLS": {"webhook_urls": "ftp://nope"},
+             "RUNWIRE_WEBHOOK_SECRET": {"webhook_urls": "http://127.0.0.1:9/x"},
+             "RUNWIRE_WEBHOOK_TIMEOUT": {"webhook_timeout": "0"},
+             "RUNWIRE_WEBHOOK_RETRY_HOURS": {"webhook_retry_hours": "soon"}}
+    for name, overrides in cases.items():
+        with pytest.raises(ConfigError) as err:
+            load_settings(**overrides)
+        assert str(err.value).startswith(f"{name}:") and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="RUNWIRE_WEBHOOK_SECRET"):
+        load_settings(webhook_urls="http://h/x", webhook_secret="whsec_c2hvcnQ=")
+    assert load_settings(webhook_urls="http://h/x, https://g/y", webhook_secret=SECRET
+                         ).webhook_urls == ("http://h/x", "https://g/y")
+
+
+def test_payload_mapping() -> None:
+    from runwire.protocol.envelope import Envelope, encode
+    from runwire.webhooks.outbox import webhook_for
+
+    def env(type: str, **payload: Any) -> Envelope:
+        return Envelope("u", type, encode(type, payload, thread_id="t", run_id="r", seq=3),
+                        thread_id="t", seq=3, run_id="r")
+
+    kinds = {t: (webhook_for(e) or ("none", {}))[0] for t, e in {
+        "completed": env("agent_completed", status="completed", result="x", usage={}),
+        "cancelled": env("agent_completed", status="cancelled", result=""),
+        "timeout": env("agent_error", code="timeout", message="slow", retryable=True),
+        "failed": env("agent_error", code="model_error", message="bad", retryable=False),
+        "delta": env("partial_result", delta="x")}.items()}
+    assert kinds == {"completed": "run.completed", "cancelled": "run.cancelled",
+                     "timeout": "run.timed_out", "failed": "run.failed", "delta": "none"}
+    found = webhook_for(env("agent_error", code="timeout", message="slow", retryable=True))
+    assert found is not None
+    assert json.dumps(found[1]["data"]["error"]) == json.dumps(
+        {"code": "timeout", "message": "slow", "retryable": True})
