@@ -55,7 +55,7 @@ async def test_a_completed_run_is_posted_signed_and_committed_with_its_end(
     hooked: ServerHandle, receiver: Receiver,
 ) -> None:
     async with client(hooked) as c:
-        ack, frames = await c.ask(QUESTION)
+        ack, _ = await c.ask(QUESTION)
         # the outbox row is in the transaction of the terminal event: there once it is seen
         rows = hooked.call(lambda: count_rows(hooked, "webhook_deliveries"))
         assert rows == [1]
