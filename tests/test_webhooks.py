@@ -109,13 +109,18 @@ async def test_receiver_down_then_up_gets_every_delivery_with_stable_ids(
         assert {p["data"]["run_id"] for p in payloads} == runs
         ids = [r.headers["webhook-id"] for r in receiver.received]
         assert len(set(ids)) == 3  # one id per event; a duplicate would be a retry of it
-        async with server.services.db.read() as s:
+        async def rows() -> list[Any]:
             from sqlalchemy import text
 
-            rows = (await s.execute(text(
-                "SELECT webhook_id, status, attempts FROM webhook_deliveries"))).all()
-        assert {r[0] for r in rows} == set(ids)
-        assert all(r[1] == "delivered" and r[2] >= 3 for r in rows)
+            async with server.services.db.read() as s:
+                return list((await s.execute(text(
+                    "SELECT webhook_id, status, attempts FROM webhook_deliveries"))).all())
+
+        # the receiver answered; the row is marked delivered just after
+        await eventually(lambda: all(r[1] == "delivered" for r in server.call(rows)))
+        final = server.call(rows)
+        assert {r[0] for r in final} == set(ids)
+        assert all(r[2] >= 3 for r in final)  # two failed attempts at least, then delivered
     finally:
         receiver.down()
 
@@ -140,6 +145,10 @@ async def test_a_4xx_stops_and_a_5xx_retries(
                                             "FROM webhook_deliveries"))).one()
             return got[0], got[1], got[2]
 
+        # the receiver answered; the attempt is recorded just after
+        await eventually(lambda: server.call(row)[1] >= (2 if retried else 1))
+        if not retried:
+            await eventually(lambda: server.call(row)[0] == "failed")
         state, tries, last = server.call(row)
         assert (state, last) == (final, status)
         assert tries >= 2 if retried else tries == 1
