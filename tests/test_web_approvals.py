@@ -1,6 +1,6 @@
 """The chat page's approval card (SPEC 7) in real headless Chromium: approve with edited
-arguments, deny with a reason, the card resolved in a second tab at once, and a reload
-while the run waits keeps the card."""
+arguments, deny with a reason, the card resolved in a second tab at once, a reload while
+the run waits keeps the card, and the thread list says which thread waits."""
 
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ def test_approve_with_edited_arguments_in_one_tab_resolves_the_card_in_the_other
     expect(card).to_contain_text("send_notification")
     expect(one.get_by_test_id("run-status").last).to_have_attribute("data-status", "waiting")
     expect(one.get_by_test_id("run-status").last).to_contain_text("Waiting for your approval")
+    expect(one.get_by_test_id("thread-waiting")).to_have_count(1)  # live: approval_required
     # A second tab on the same thread shows the same card.
     two = context.new_page()
     two.goto(server.base_url + "/")
     expect(two.get_by_test_id("connection-status")).to_have_attribute("data-state", "open")
+    expect(two.get_by_test_id("thread-waiting")).to_have_count(1)  # loaded: GET /api/approvals
     two.locator(".threads li").first.click()
     expect(two.get_by_test_id("approval")).to_have_attribute("data-status", "pending")
     # Invalid JSON is refused on the card; nothing is sent.
@@ -64,6 +66,7 @@ def test_approve_with_edited_arguments_in_one_tab_resolves_the_card_in_the_other
         expect(resolved).to_contain_text("with edited arguments")
         expect(page.get_by_test_id("run-status").last).to_have_attribute("data-status", "completed")
         expect(answers(page).last).to_contain_text("Sent the notification to carol")
+        expect(page.get_by_test_id("thread-waiting")).to_have_count(0)
     tool = one.get_by_test_id("tool-call").last
     tool.locator("summary").click()
     expect(tool).to_contain_text("edited on the page")

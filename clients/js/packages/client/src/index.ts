@@ -46,6 +46,7 @@ export {
   type ThreadOut,
   type MessageOut,
   type RunOut,
+  type PendingApprovalOut,
   type EventsPage,
   type CancelRunOut,
   type Problem,

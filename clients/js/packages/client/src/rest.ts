@@ -26,6 +26,18 @@ export interface MessageOut {
   created_at: string;
 }
 
+/** A tool call waiting for the user's decision (`GET /api/approvals`). */
+export interface PendingApprovalOut {
+  run_id: string;
+  thread_id: string;
+  agent_name: string;
+  tool_call_id: string;
+  tool_name: string;
+  tool_args: Record<string, unknown>;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface RunOut {
   run_id: string;
   thread_id: string;
@@ -146,6 +158,18 @@ export class RestClient {
 
   events(id: string, { afterSeq, limit }: { afterSeq?: number; limit?: number } = {}): Promise<EventsPage> {
     return this.request("GET", `/api/threads/${encodeURIComponent(id)}/events${qs({ after_seq: afterSeq, limit })}`);
+  }
+
+  /** The user's tool calls waiting for a decision (of one thread, or all), oldest first. */
+  pendingApprovals(threadId?: string): Promise<PendingApprovalOut[]> {
+    const q = threadId ? `?thread_id=${encodeURIComponent(threadId)}` : "";
+    return this.request("GET", `/api/approvals${q}`);
+  }
+
+  /** Decides a tool call waiting for approval over REST (the WebSocket's `approve_tool`). */
+  decide(runId: string, toolCallId: string, decision: { approved: boolean; reason?: string; args?: Record<string, unknown> }):
+  Promise<{ run_id: string; tool_call_id: string; approved: boolean; reason: string | null; args: Record<string, unknown> | null; resumed: boolean }> {
+    return this.request("POST", `/api/runs/${encodeURIComponent(runId)}/approvals`, { tool_call_id: toolCallId, ...decision });
   }
 
   run(id: string): Promise<RunOut> {

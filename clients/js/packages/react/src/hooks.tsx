@@ -97,6 +97,8 @@ export interface ThreadsView {
   /** Pages in older threads (when `hasMore`). */
   loadMore: () => Promise<void>;
   hasMore: boolean;
+  /** Threads with a run waiting for the user's approval of a tool call. */
+  waiting: ReadonlySet<string>;
 }
 
 /** The user's threads, newest first, kept live by thread_created/updated/deleted. */

@@ -382,6 +382,7 @@ export class ThreadStore {
   // ---- what the connection brings ------------------------------------------------------
 
   private onEvent(ev: ThreadEvent): void {
+    this.list.onEvent(ev);
     const entry = this.entries.get(ev.thread_id);
     if (entry?.load === "loaded") {
       const timeline = applyEvent(entry.timeline, ev);

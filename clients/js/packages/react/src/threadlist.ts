@@ -1,7 +1,7 @@
 // The user's threads, newest first: loaded over REST (paged), kept live by the
 // thread_created / thread_updated / thread_deleted frames the ThreadStore hands in.
 
-import type { RestClient, ThreadOut } from "@runwire/client";
+import type { RestClient, ThreadEvent, ThreadOut } from "@runwire/client";
 
 export type LoadState = "idle" | "loading" | "loaded" | "error";
 
@@ -11,6 +11,8 @@ export interface ThreadList {
   readonly error: string | null;
   /** More (older) threads to page in with `loadMoreThreads()`. */
   readonly hasMore: boolean;
+  /** Threads with a run waiting for the user's approval of a tool call (SPEC 7). */
+  readonly waiting: ReadonlySet<string>;
 }
 
 /** A live change of the threads list: a title (created or renamed), or null (deleted). */
@@ -35,7 +37,9 @@ function message(err: unknown): string {
 }
 
 export class ThreadListStore {
-  private list: ThreadList = { threads: [], load: "idle", error: null, hasMore: false };
+  private list: ThreadList = { threads: [], load: "idle", error: null, hasMore: false, waiting: new Set() };
+  /** tool_call_id → [thread_id, run_id] of the calls waiting for a decision. */
+  private pending = new Map<string, [string, string]>();
   private nextCursor: string | null = null;
   /** Live list changes seen while a REST load is out (replayed on its answer). */
   private changes: ListChange[] = [];
@@ -59,6 +63,7 @@ export class ThreadListStore {
     if (this.list.load === "idle") this.set({ load: "loading" });
     const since = this.changes.length;
     this.loads += 1;
+    void this.loadPending();
     try {
       const page = await this.rest.listThreads({ limit: THREAD_PAGE });
       let threads: readonly ThreadOut[] = page.items;
@@ -83,6 +88,40 @@ export class ThreadListStore {
       threads: [...this.list.threads, ...page.items.filter((t) => !known.has(t.thread_id))],
       hasMore: Boolean(page.next_cursor),
     });
+  }
+
+  private async loadPending(): Promise<void> {
+    try {
+      const rows = await this.rest.pendingApprovals();
+      this.pending = new Map(rows.map((r) => [r.tool_call_id, [r.thread_id, r.run_id]]));
+      this.setWaiting();
+    } catch {
+      /* an older server, or offline: live events still fill it in */
+    }
+  }
+
+  /** A live thread event: approval_required / approval_resolved / a run's end. */
+  onEvent(ev: ThreadEvent): void {
+    const runId = ev.run_id;
+    if (ev.type === "approval_required" && runId) {
+      this.pending.set(ev.payload.tool_call_id, [ev.thread_id, runId]);
+    } else if (ev.type === "approval_resolved") {
+      if (!this.pending.delete(ev.payload.tool_call_id)) return;
+    } else if ((ev.type === "agent_completed" || ev.type === "agent_error") && runId) {
+      const before = this.pending.size;
+      for (const [id, [, run]] of [...this.pending]) if (run === runId) this.pending.delete(id);
+      if (this.pending.size === before) return;
+    } else {
+      return;
+    }
+    this.setWaiting();
+  }
+
+  private setWaiting(): void {
+    const waiting = new Set([...this.pending.values()].map(([thread]) => thread));
+    const old = this.list.waiting;
+    if (waiting.size === old.size && [...waiting].every((t) => old.has(t))) return;
+    this.set({ waiting });
   }
 
   /** A title (created or renamed) or a deletion, seen live or after a REST call. */

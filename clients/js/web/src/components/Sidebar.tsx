@@ -21,7 +21,7 @@ export function when(iso: string, now = new Date()): string {
 
 /** Threads: list (title + when), new, rename (inline), delete (with an inline confirmation). */
 export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
-  const { threads, load, error, rename, remove, hasMore, loadMore } = useThreads();
+  const { threads, load, error, rename, remove, hasMore, loadMore, waiting } = useThreads();
   const [editing, setEditing] = useState<string | null>(null);
   const [draft, setDraft] = useState("");
   const [confirming, setConfirming] = useState<string | null>(null);
@@ -61,6 +61,9 @@ export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
                 <span className="name">{t.title}</span>
                 <time className="when" data-testid="thread-when" dateTime={t.updated_at}
                       title={new Date(t.updated_at).toLocaleString()}>{when(t.updated_at)}</time>
+                {waiting.has(t.thread_id) && (
+                  <span className="waiting" data-testid="thread-waiting">waiting for your approval</span>
+                )}
               </button>
             )}
             {confirming === t.thread_id ? (
