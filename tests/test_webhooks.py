@@ -5,21 +5,28 @@ checked at start-up; on SQLite and PostgreSQL + Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from runwire.client import RunwireClient
 from runwire.errors import ConfigError
 from runwire.settings import load_settings
 
 from .backends import BACKENDS, backend_server
-from .conftest import ServerHandle
+from .conftest import ServerHandle, missing_service
 from .helpers import client, count_rows, eventually
+from .nodes import Node
+from .pg import PG_HOST, fresh_database, pg_available
+from .redis_server import REDIS_URL, redis_available, unique_prefix
 from .webhook_receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -193,3 +200,89 @@ def test_payload_mapping() -> None:
     assert found is not None
     assert json.dumps(found[1]["data"]["error"]) == json.dumps(
         {"code": "timeout", "message": "slow", "retryable": True})
+
+
+@pytest.mark.postgres
+async def test_a_node_killed_mid_delivery_loses_none(tmp_path: Path) -> None:
+    """Node A claims the delivery and dies while its POST hangs; node B takes the claim
+    over once A's lease ends and delivers it: same webhook-id, delivered once."""
+    if not await pg_available():
+        missing_service(f"PostgreSQL is not reachable at {PG_HOST}")
+    if not redis_available():
+        missing_service(f"Redis is not reachable at {REDIS_URL}")
+    receiver = Receiver(stall_first=True).up()
+    try:
+        async with fresh_database() as url:
+            shared = {"database_url": url, "redis_url": REDIS_URL,
+                      "redis_prefix": unique_prefix(), "jwt_secret": uuid.uuid4().hex * 2,
+                      "builtin_delta_delay": 0.0, "webhook_urls": receiver.url,
+                      "webhook_secret": SECRET, "webhook_timeout": 1.0}
+            a = await Node(tmp_path / "a", node_id="a", **shared).start()
+            b = Node(tmp_path / "b", node_id="b", **shared)
+            try:
+                async with RunwireClient.connect(a.ws_url, a.token()) as c:
+                    ack, _ = await c.ask(QUESTION)
+                await eventually(lambda: len(receiver.received) == 1, timeout=10)
+                a.kill()  # its POST is still waiting for an answer
+                await b.start()
+                # A's claim ends after 2 × WEBHOOK_TIMEOUT + 5 s; then B sends it again
+                await eventually(lambda: len(receiver.received) == 2, timeout=30)
+                first, second = receiver.received
+                assert first.headers["webhook-id"] == second.headers["webhook-id"]
+                payload = Webhook(SECRET).verify(second.body, second.headers)
+                assert payload["data"]["run_id"] == ack["payload"]["run_id"]
+
+                async def row() -> tuple[str, str, int]:
+                    import asyncpg
+
+                    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+                    try:
+                        got = await conn.fetchrow("SELECT status, node_id, attempts "
+                                                  "FROM webhook_deliveries")
+                    finally:
+                        await conn.close()
+                    assert got is not None
+                    return got[0], got[1], got[2]
+
+                for _ in range(200):  # B marks it delivered just after the answer
+                    if (await row())[0] == "delivered":
+                        break
+                    await asyncio.sleep(0.05)  # ok-sleep: polling another process's row
+                assert await row() == ("delivered", "b", 1)
+            finally:
+                b.kill()
+                a.kill()
+    finally:
+        receiver.down()
+
+
+@pytest.mark.postgres
+async def test_two_nodes_send_each_delivery_once(tmp_path: Path) -> None:
+    """Both nodes' dispatchers claim from one outbox (SKIP LOCKED): every delivery once."""
+    if not await pg_available():
+        missing_service(f"PostgreSQL is not reachable at {PG_HOST}")
+    if not redis_available():
+        missing_service(f"Redis is not reachable at {REDIS_URL}")
+    receiver = Receiver().up()
+    try:
+        async with fresh_database() as url:
+            shared = {"database_url": url, "redis_url": REDIS_URL,
+                      "redis_prefix": unique_prefix(), "jwt_secret": uuid.uuid4().hex * 2,
+                      "builtin_delta_delay": 0.0, "webhook_urls": receiver.url,
+                      "webhook_secret": SECRET}
+            nodes = [await Node(tmp_path / n, node_id=n, **shared).start() for n in "ab"]
+            try:
+                runs = set()
+                for i in range(6):
+                    node = nodes[i % 2]
+                    async with RunwireClient.connect(node.ws_url, node.token()) as c:
+                        runs.add((await c.ask(f"what is {i}*2?"))[0]["payload"]["run_id"])
+                await eventually(lambda: len(receiver.received) >= 6, timeout=20)
+                ids = [r.headers["webhook-id"] for r in receiver.received]
+                assert len(ids) == len(set(ids)) == 6
+                assert {p["data"]["run_id"] for p in verified(receiver)} == runs
+            finally:
+                for node in nodes:
+                    node.kill()
+    finally:
+        receiver.down()

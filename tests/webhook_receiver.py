@@ -22,6 +22,9 @@ class Receiver:
     port: int = 0
     status: int = 200
     received: list[Received] = field(default_factory=list)
+    # hold the first request without answering until released (a sender dying mid-POST)
+    stall_first: bool = False
+    release: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -44,6 +47,8 @@ class Receiver:
                 body = self.rfile.read(length).decode()
                 receiver.received.append(Received(
                     {k.lower(): v for k, v in self.headers.items()}, body))
+                if receiver.stall_first and len(receiver.received) == 1:
+                    receiver.release.wait(60)
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -58,6 +63,7 @@ class Receiver:
         return self
 
     def down(self) -> None:
+        self.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
