@@ -32,3 +32,15 @@ def register(registry: AgentRegistry) -> None:
     supervisor = registry.get_agent("supervisor")
     registry.add_agent(replace(supervisor, tools=(*supervisor.tools, "big_output", "flaky",
                                                   "limited")), replace=True)
+
+
+def register_notifier(registry: AgentRegistry) -> None:
+    """A sub-agent whose only tool needs approval (which a sub-agent cannot ask for)."""
+    from runwire.agents.registry import AgentSpec
+
+    registry.add_agent(AgentSpec(name="notifier", description="Sends notifications.",
+                                 instructions="Send what you are asked to.",
+                                 tools=("send_notification",)))
+    supervisor = registry.get_agent("supervisor")
+    registry.add_agent(replace(supervisor, delegates=(*supervisor.delegates, "notifier")),
+                       replace=True)

@@ -5,6 +5,7 @@ timeout, stop while waiting, restart while waiting, races."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from runwire.client import RunwireClient
@@ -200,11 +201,20 @@ async def test_a_waiting_run_holds_its_thread_and_interrupt_cancels_it(
         assert ended[-1]["payload"]["status"] == "cancelled"
 
 
-async def test_timeout_denies_once(server_factory: Any) -> None:
-    server = server_factory(approval_timeout=0.3, run_lease_seconds=1.0)
+async def test_timeout_denies_once_and_the_execution_timeout_stops_while_waiting(
+        server_factory: Any) -> None:
+    # It waits longer (1.5 s) than the run may execute (1 s): the run still completes, and
+    # its duration counts only its execution.
+    server = server_factory(approval_timeout=1.5, agent_execution_timeout=1.0,
+                            run_lease_seconds=1.0)
     async with client(server) as c:
-        run_id, _, _ = await pause(c)
+        run_id, _, before = await pause(c)
         after = await until_end(c, run_id)
+    waited = (datetime.fromisoformat(after[-1]["timestamp"].replace("Z", "+00:00"))
+              - datetime.fromisoformat(before[-1]["timestamp"].replace("Z", "+00:00")))
+    assert waited.total_seconds() >= 1.5
+    assert after[-1]["payload"]["status"] == "completed"
+    assert after[-1]["payload"]["duration_ms"] < 1000
     resolved = [f for f in after if f["type"] == "approval_resolved"]
     assert len(resolved) == 1
     assert resolved[0]["payload"]["approved"] is False
@@ -323,3 +333,29 @@ async def test_fake_provider_several_calls_resume_when_all_are_decided(
         assert end["payload"]["usage"]["requests"] == 2
     finally:
         fake.stop()
+
+
+async def test_approval_tools_setting_makes_a_registered_tool_wait(server_factory: Any) -> None:
+    server = server_factory(agents="tests.agents_fixture:register", approval_tools="limited")
+    async with client(server) as c:
+        run_id, _, before = await pause(c, '/tool limited {"note": "x"}')
+        asked = before[-1]["payload"]
+        assert (asked["tool_name"], asked["tool_args"]) == ("limited", {"note": "x"})
+        await c.send("approve_tool", {"run_id": run_id, "tool_call_id": asked["tool_call_id"],
+                                      "approved": True})
+        after = await until_end(c, run_id)
+    completed = next(f for f in after if f["type"] == "tool_completed")
+    assert completed["payload"]["result"] == "ok x"
+    assert after[-1]["type"] == "agent_completed"
+
+
+async def test_a_sub_agent_cannot_pause_the_run_its_call_fails(server_factory: Any) -> None:
+    server = server_factory(agents="tests.agents_fixture:register_notifier")
+    async with client(server) as c:
+        _, frames = await c.ask("ask notifier: notify bob: hi")
+    assert not [f for f in frames if f["type"] == "approval_required"]
+    failed = next(f for f in frames if f["type"] == "tool_completed"
+                  and f["payload"]["tool_name"] == "send_notification")
+    assert failed["payload"]["agent_name"] == "notifier"
+    assert "needs the user's approval" in failed["payload"]["error"]
+    assert frames[-1]["type"] == "agent_completed"
