@@ -120,6 +120,37 @@ describe("useAgent", () => {
     expect(ws.framesOfType("resume").map((f) => f.payload)).toContainEqual({ thread_id: "T1", after_seq: 6 });
   });
 
+  it("useAgent().approvals lists the pending calls, approve() sends approve_tool, useThreads().waiting marks the thread", async () => {
+    const asked = [
+      ev("T1", 1, "message_created", { message_id: "m1", role: "user", content: "notify bob: hi" }, null),
+      ev("T1", 2, "agent_started", { agent_name: "supervisor", message_id: "m1", run_id: "R1" }),
+      ev("T1", 3, "approval_required", {
+        agent_name: "supervisor", tool_call_id: "c1", tool_name: "send_notification",
+        tool_args: { to: "bob", text: "hi" }, expires_at: "2026-12-03T10:00:00Z" }, "R1"),
+    ] as unknown as ThreadEvent[];
+    const { wrapper } = setup({
+      "/api/threads/T1/events": () => ({ items: asked, next_cursor: null, last_seq: 3, first_retained_seq: 1 }),
+      "/api/approvals": () => [{ run_id: "R1", thread_id: "T1", agent_name: "supervisor", tool_call_id: "c1",
+        tool_name: "send_notification", tool_args: { to: "bob", text: "hi" }, created_at: "", expires_at: "" }],
+    });
+    const { result } = renderHook(() => ({ agent: useAgent("T1"), threads: useThreads() }), { wrapper });
+    const ws = await established();
+    await waitFor(() => expect(result.current.agent.load).toBe("loaded"));
+    act(() => { void result.current.threads.refresh(); });
+    await waitFor(() => expect([...result.current.threads.waiting]).toEqual(["T1"]));
+    expect(result.current.agent.approvals.map((a) => [a.id, a.toolName, a.args])).toEqual(
+      [["c1", "send_notification", { to: "bob", text: "hi" }]]);
+    expect(result.current.agent.activeRun?.status).toBe("waiting");
+    expect(result.current.agent.status).toBe("streaming");
+    const item = result.current.agent.approvals[0]!;
+    expect(result.current.agent.approve(item, { approved: false, reason: "no" })).toBe(true);
+    expect(ws.framesOfType("approve_tool").map((f) => f.payload)).toEqual(
+      [{ run_id: "R1", tool_call_id: "c1", approved: false, reason: "no" }]);
+    deliver(ws, ev("T1", 4, "approval_resolved", { tool_call_id: "c1", approved: false, reason: "no", args: null }, "R1"));
+    await waitFor(() => expect(result.current.agent.approvals).toEqual([]));
+    expect(result.current.threads.waiting.size).toBe(0);
+  });
+
   it("applies live events that arrive while the thread loads once each, in seq order", async () => {
     let answer: (page: unknown) => void = () => undefined;
     const events = run("T1", 1);
