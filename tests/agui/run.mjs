@@ -12,13 +12,18 @@ const agent = new HttpAgent({
   initialMessages: [{ id: messageId, role: "user", content: text }],
 });
 const events = [];
-const out = { ok: false, events, messages: [], result: null, error: null, runError: null };
+const out = { ok: false, events, messages: [], result: null, error: null, runError: null,
+  outcome: null, interrupts: [] };
 try {
   const result = await agent.runAgent(
     { runId: `run-${messageId}` },
     {
       onEvent({ event }) {
         events.push(event.type);
+      },
+      onRunFinishedEvent(params) {
+        out.outcome = params.outcome;
+        out.interrupts = params.outcome === "interrupt" ? params.interrupts : [];
       },
       onRunErrorEvent({ event }) {
         out.runError = { code: event.code ?? null, message: event.message };
