@@ -227,3 +227,26 @@ async def test_a_run_paused_on_one_node_is_approved_through_the_other(
     assert sum(t in ("agent_completed", "agent_error") for t in types) == 1
     assert types.count("approval_resolved") == 1 and types.count("tool_completed") == 1
     assert run["status"] == "completed" and run["node_id"] == "n2"
+
+
+async def test_approve_and_deny_through_two_nodes_at_once_exactly_one_wins(
+    cluster: Callable[..., Node],
+) -> None:
+    one, two = await cluster("n1").start(), await cluster("n2").start()
+    async with RunwireClient.connect(one.ws_url, one.token()) as tab:
+        await tab.send_message("notify bob: race")
+        asked = (await tab.until(lambda f: f["type"] == "approval_required", timeout=20))[-1]
+        run_id, call_id = asked["run_id"], asked["payload"]["tool_call_id"]
+        async with one.api() as a, two.api() as b:
+            answers = await asyncio.gather(
+                a.post(f"/api/runs/{run_id}/approvals",
+                       json={"tool_call_id": call_id, "approved": True}),
+                b.post(f"/api/runs/{run_id}/approvals",
+                       json={"tool_call_id": call_id, "approved": False, "reason": "n2"}))
+        assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+        winner = next(r for r in answers if r.status_code == 200).json()
+        rest = await tab.until(lambda f: f["type"] in ("agent_completed", "agent_error")
+                               and f.get("run_id") == run_id, timeout=20)
+    resolved = [f for f in rest if f["type"] == "approval_resolved"]
+    assert len(resolved) == 1 and resolved[0]["payload"]["approved"] is winner["approved"]
+    assert rest[-1]["type"] == "agent_completed"
