@@ -14,9 +14,7 @@ import {
   applyEvents,
   removeOptimistic,
   emptyTimeline,
-  timelineFromMessages,
   updateOptimistic,
-  type EventsPage,
   type LocalHistory,
   type MessageItem,
   type OutboxItem,
@@ -29,6 +27,7 @@ import {
   type Timeline,
 } from "@runwire/client";
 
+import { serverTimeline } from "./load.ts";
 import { ThreadListStore, type LoadState, type ThreadList } from "./threadlist.ts";
 
 export type { LoadState, ThreadList } from "./threadlist.ts";
@@ -43,8 +42,7 @@ export interface ThreadEntry {
 
 type Listener = () => void;
 
-const MAX_EVENT_PAGES = 4;
-const MAX_PENDING = 5000; // events kept for a thread that is not loaded // 4 × 500 events: more than the default retention (1000)
+const MAX_PENDING = 5000; // events kept for a thread that is not loaded
 const SAVE_DELAY_MS = 400;
 /** Key of the timeline that holds optimistic messages of a thread not created yet. */
 export const DRAFT = "";
@@ -275,28 +273,7 @@ export class ThreadStore {
   /** Load a thread from REST (no cache, or the replay could not prove continuity). */
   async loadFromServer(threadId: string): Promise<void> {
     try {
-      let base = emptyTimeline(threadId);
-      let after = 0;
-      let page: EventsPage | null = null;
-      for (let i = 0; i < MAX_EVENT_PAGES; i += 1) {
-        page = await this.rest.events(threadId, { afterSeq: after, limit: 500 });
-        if (i === 0 && page.first_retained_seq !== null && page.first_retained_seq > 1) {
-          // Older events were pruned: the stored messages stand in for them (those whose
-          // events are still in the log come from the events, in their place).
-          const inLog = new Set(page.items.map((e) => {
-            const p: Record<string, unknown> = e.payload;
-            return String(p.message_id ?? "");
-          }));
-          const msgs = await this.rest.messages(threadId, { limit: 100 });
-          base = timelineFromMessages(threadId, msgs.items.filter((m) => !inLog.has(m.message_id)),
-                                      page.first_retained_seq - 1);
-        }
-        base = applyEvents(base, page.items);
-        const last = page.items.at(-1);
-        if (!page.next_cursor || !last) break;
-        after = last.seq;
-      }
-      this.settle(threadId, base, "server");
+      this.settle(threadId, await serverTimeline(this.rest, threadId), "server");
     } catch (err) {
       this.put(threadId, { load: "error", error: message(err) });
     }
