@@ -59,6 +59,23 @@ class ThreadInfo:
         return cls(t.id, t.title, t.created_at, t.updated_at, t.last_seq)
 
 
+async def announce(bus: Bus, user_id: str, type: str, payload: Mapping[str, Any]) -> None:
+    """Publish a thread change (``thread_created`` / ``_updated`` / ``_deleted``) to every
+    connection of the owner, after its transaction committed. A bus failure is logged:
+    these frames are in no thread's log; a tab that missed one sees the change at its next
+    thread list."""
+    try:
+        await bus.publish(Envelope(user_id, type, encode(type, payload)))
+    except Exception:
+        log.warning("bus publish of %s failed", type, exc_info=True)
+
+
+async def announce_created(bus: Bus, user_id: str, thread_id: str, title: str) -> None:
+    """``thread_created`` — for a thread made by REST, AG-UI or a first message (whose
+    thread is created in the message's own transaction, :mod:`runwire.runs.lifecycle`)."""
+    await announce(bus, user_id, "thread_created", {"thread_id": thread_id, "title": title})
+
+
 class ThreadService:
     """Creates, lists, renames and deletes a user's threads.
 
@@ -129,8 +146,7 @@ class ThreadService:
         return ThreadInfo.of(await repo.create_thread(session, user_id, title))
 
     async def announce_created(self, user_id: str, info: ThreadInfo) -> None:
-        await self._publish(user_id, "thread_created",
-                            {"thread_id": info.thread_id, "title": info.title})
+        await announce_created(self._bus, user_id, info.thread_id, info.title)
 
     async def rename(self, user_id: str, thread_id: str, title: str) -> ThreadInfo:
         """Raises NotFound. Announced with ``thread_updated``."""
@@ -155,9 +171,4 @@ class ThreadService:
         await self._publish(user_id, "thread_deleted", {"thread_id": thread_id})
 
     async def _publish(self, user_id: str, type: str, payload: Mapping[str, Any]) -> None:
-        """After commit; a bus failure is logged: these frames are not in any thread's
-        log, a tab that missed one sees the change at its next thread list."""
-        try:
-            await self._bus.publish(Envelope(user_id, type, encode(type, payload)))
-        except Exception:
-            log.warning("bus publish of %s failed", type, exc_info=True)
+        await announce(self._bus, user_id, type, payload)

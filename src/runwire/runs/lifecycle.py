@@ -38,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from runwire import threads
 from runwire.bus.base import Bus
 from runwire.errors import AgentFailure
 from runwire.protocol.codes import RunStatus
@@ -114,8 +115,8 @@ class RunLifecycle:
 
         done = await self._db.transaction(work)
         if done.created_title is not None:
-            await self.publish_control(user_id, "thread_created",
-                                       {"thread_id": done.thread_id, "title": done.created_title})
+            await threads.announce_created(self._bus, user_id, done.thread_id,
+                                           done.created_title)
         await self.writer.publish(envelopes)
         return done
 
