@@ -25,7 +25,8 @@ EVENT = TypeAdapter(Event)
 
 
 async def official_client(server: ServerHandle, text: str, *, user: str = "alice",
-                          scope: str = "", thread_id: str | None = None) -> dict[str, Any]:
+                          scope: str = "", thread_id: str | None = None,
+                          resume: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run `text` through @ag-ui/client's HttpAgent; its JSON report."""
     node = shutil.which("node")
     if node is None or not (AGUI_DIR / "node_modules" / "@ag-ui" / "client").is_dir():
@@ -33,7 +34,8 @@ async def official_client(server: ServerHandle, text: str, *, user: str = "alice
     proc = await asyncio.create_subprocess_exec(
         node or "node", str(AGUI_DIR / "run.mjs"), f"{server.base_url}/ag-ui",
         server.token(user, scope=scope), thread_id or f"t-{uuid.uuid4().hex[:12]}",
-        uuid.uuid4().hex, text, stdout=asyncio.subprocess.PIPE,
+        uuid.uuid4().hex, text, *([json.dumps(resume)] if resume else []),
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     async with asyncio.timeout(60):
         out, err = await proc.communicate()
@@ -82,16 +84,35 @@ async def test_a_sub_agent_is_a_step(server_factory: Any) -> None:
     assert events[-1] == "RUN_FINISHED"
 
 
-async def test_a_call_waiting_for_approval_is_an_interrupt(server: ServerHandle) -> None:
-    report = await official_client(server, "notify bob: the build is green")
+async def test_a_call_waiting_for_approval_is_an_interrupt_and_resume_decides_it(
+    server: ServerHandle,
+) -> None:
+    tid = f"t-{uuid.uuid4().hex[:12]}"
+    report = await official_client(server, "notify bob: the build is green", thread_id=tid)
     assert report["ok"], report["error"]
     assert report["events"][-1] == "RUN_FINISHED" and report["outcome"] == "interrupt"
     [interrupt] = report["interrupts"]
     assert interrupt["reason"] == "tool_approval" and interrupt["toolCallId"]
-    assert interrupt["id"] == interrupt["toolCallId"] and interrupt["expiresAt"]
-    async with api(server) as http:  # the run waits for the decision, like on the WebSocket
-        runs = [r for r in (await http.get("/api/threads")).json()["items"]]
-        assert len(runs) == 1
+    assert interrupt["id"].endswith("/" + interrupt["toolCallId"]) and interrupt["expiresAt"]
+    # the run waits for the decision, like on the WebSocket
+    async with api(server) as http:
+        run_id = interrupt["id"].split("/")[0]
+        assert (await http.get(f"/api/runs/{run_id}")).json()["status"] == "waiting"
+    resumed = await official_client(server, "notify bob: the build is green", thread_id=tid,
+                                    resume=[{"interruptId": interrupt["id"],
+                                             "status": "resolved",
+                                             "payload": {"approved": True}}])
+    assert resumed["ok"], resumed["error"]
+    assert resumed["outcome"] == "success" and resumed["events"][-1] == "RUN_FINISHED"
+    assert "TOOL_CALL_START" in resumed["events"] and "TOOL_CALL_RESULT" in resumed["events"]
+    tool = [m for m in resumed["messages"] if m["role"] == "tool"]
+    assert tool and "error" not in tool[0]["content"]
+    again = await official_client(server, "x", thread_id=tid, resume=[
+        {"interruptId": interrupt["id"], "status": "resolved"}])
+    assert again["runError"] is not None and again["runError"]["code"] == "conflict"
+    other = await official_client(server, "x", user="mallory", thread_id=tid, resume=[
+        {"interruptId": interrupt["id"], "status": "cancelled"}])
+    assert other["runError"] is not None and other["runError"]["code"] == "not_found"
 
 
 async def test_another_users_thread_is_a_run_error_not_found(server: ServerHandle) -> None:
@@ -204,6 +225,7 @@ def test_errors_cancellation_and_approvals_end_the_run_once() -> None:
     outcome = waiting[-1]["outcome"]
     assert outcome["type"] == "interrupt"
     assert outcome["interrupts"][0]["toolCallId"] == "c1"
+    assert outcome["interrupts"][0]["id"] == "/c1"  # "<run_id>/<tool_call_id>" (no run_id here)
     failed = mapped(frame("tool_completed", agent_name="supervisor", tool_name="x",
                           tool_call_id="9", error="boom"))
     assert failed[-1]["content"] == "error: boom"

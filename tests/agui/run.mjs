@@ -1,10 +1,10 @@
 // Drives runwire's POST /ag-ui with the official AG-UI client (@ag-ui/client's HttpAgent,
 // which verifies the event sequence and applies it to its message list).
-// usage: node run.mjs <url> <token> <threadId> <messageId> <text>
+// usage: node run.mjs <url> <token> <threadId> <messageId> <text> [<resume entries as JSON>]
 // prints one JSON line: {ok, events: [types...], messages, result, error?}
 import { HttpAgent } from "@ag-ui/client";
 
-const [url, token, threadId, messageId, text] = process.argv.slice(2);
+const [url, token, threadId, messageId, text, resume] = process.argv.slice(2);
 const agent = new HttpAgent({
   url,
   headers: { Authorization: `Bearer ${token}` },
@@ -16,7 +16,7 @@ const out = { ok: false, events, messages: [], result: null, error: null, runErr
   outcome: null, interrupts: [] };
 try {
   const result = await agent.runAgent(
-    { runId: `run-${messageId}` },
+    resume ? { runId: `resume-${messageId}`, resume: JSON.parse(resume) } : { runId: `run-${messageId}` },
     {
       onEvent({ event }) {
         events.push(event.type);

@@ -22,15 +22,22 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
-from runwire.api.agui_map import AgUiMapper
+from runwire.api.agui_map import AgUiMapper, parse_interrupt_id
 from runwire.api.deps import Api, ApiContext, Writer, count_message
 from runwire.api.errors import problem_responses
 from runwire.api.sse import SSE_RESPONSE, NodeEventSource, StreamOverflow, thread_events
 from runwire.auth import Principal
-from runwire.errors import NotFound, RateLimited, StorageUnavailable, ThreadBusy
+from runwire.errors import (
+    Conflict,
+    InvalidArguments,
+    NotFound,
+    RateLimited,
+    StorageUnavailable,
+    ThreadBusy,
+)
 from runwire.protocol.codes import TERMINAL_EVENTS
 from runwire.protocol.envelope import Envelope
-from runwire.protocol.frames import Id, SendMessage
+from runwire.protocol.frames import ApprovalBody, Id, SendMessage
 
 router = APIRouter(tags=["ag-ui"], responses=problem_responses(400, 401, 422, 429))
 _ID = TypeAdapter(Id)
@@ -71,7 +78,8 @@ async def ag_ui(api: Api, user: Writer, run: RunAgentInput) -> Response:
     invalid: str | None = None
     text, message_id = "", None
     try:
-        text, message_id = last_user_text(run)
+        if not run.resume:  # a resume decides interrupts; it sends no new message
+            text, message_id = last_user_text(run)
         _THREAD_ID.validate_python(run.thread_id)
     except ValidationError:
         invalid = "threadId: 1-64 characters of A-Z a-z 0-9 _ . : -"
@@ -90,8 +98,10 @@ async def ag_ui(api: Api, user: Writer, run: RunAgentInput) -> Response:
             for frame in frames(mapper.error("validation_error", invalid)):
                 yield frame
             return
+        source = (_resume_events(api, user, run) if run.resume
+                  else _run_events(api, user, run, text, message_id))
         try:
-            async for env in _run_events(api, user, run, text, message_id):
+            async for env in source:
                 for frame in frames(mapper.feed(json.loads(env.text))):
                     yield frame
         except NotFound as exc:
@@ -102,6 +112,12 @@ async def ag_ui(api: Api, user: Writer, run: RunAgentInput) -> Response:
             events = mapper.error("rate_limited", str(exc))
         except StorageUnavailable:
             events = mapper.error("storage_unavailable", "storage is unavailable; retry later")
+        except Conflict as exc:
+            events = mapper.error("conflict", str(exc))
+        except InvalidArguments as exc:
+            events = mapper.error("validation_error", str(exc))
+        except ValidationError as exc:  # a resume entry's payload
+            events = mapper.error("validation_error", str(exc).splitlines()[0])
         except StreamOverflow:
             events = mapper.error("slow_consumer", "the client read too slowly; retry")
         else:  # the stream ended without a terminal event (thread deleted, node draining)
@@ -140,5 +156,42 @@ async def _run_events(api: ApiContext, user: Principal, run: RunAgentInput, text
             after_seq=after, buffer=api.settings.outbound_queue_size,
             keep=lambda env: env.run_id == ack.run_id,
             until=lambda env: env.run_id == ack.run_id and (
+                env.type in TERMINAL_EVENTS or env.type == "approval_required")):
+        yield env
+
+
+async def _resume_events(api: ApiContext, user: Principal, run: RunAgentInput,
+                         ) -> AsyncIterator[Envelope]:
+    """Decide the interrupts named by ``run.resume`` (``resolved``: approve, unless its
+    payload says ``approved: false``; ``cancelled``: deny), then yield the resumed runs'
+    events up to their end or their next wait.
+
+    Payload of an entry (optional): ``{approved?: bool, reason?: str, args?: object}`` —
+    the ``approve_tool`` fields.
+
+    Raises:
+        NotFound: an interrupt of another user, or not one of runwire's.
+        Conflict: decided already. InvalidArguments: edited args that do not fit.
+    """
+    after = (await api.reader.bounds(user.user_id, run.thread_id)).last
+    runs: set[str] = set()
+    for entry in run.resume or []:
+        ids = parse_interrupt_id(entry.interrupt_id)
+        if ids is None:
+            raise NotFound(f"interrupt {entry.interrupt_id!r} not found")
+        payload = entry.payload if isinstance(entry.payload, dict) else {}
+        approved = entry.status == "resolved" and payload.get("approved", True) is True
+        reason = payload.get("reason") if entry.status == "resolved" else "cancelled"
+        body = ApprovalBody.model_validate({
+            "tool_call_id": ids[1], "approved": approved,
+            "reason": reason if isinstance(reason, str) else None,
+            "args": payload.get("args") if approved else None})
+        await api.runs.decide(user, ids[0], body)
+        runs.add(ids[0])
+    async for env in thread_events(
+            bus=api.bus, reader=api.reader, user_id=user.user_id, thread_id=run.thread_id,
+            after_seq=after, buffer=api.settings.outbound_queue_size,
+            keep=lambda env: env.run_id in runs,
+            until=lambda env: env.run_id in runs and (
                 env.type in TERMINAL_EVENTS or env.type == "approval_required")):
         yield env

@@ -16,7 +16,8 @@ Mapping:
       ``STEP_STARTED`` / ``STEP_FINISHED`` named after the sub-agent; nested sub-agents
       nest steps.
     - ``approval_required`` → ``RUN_FINISHED`` with an ``interrupt`` outcome (one interrupt
-      per pending call, ``reason: "tool_approval"``); the run waits for the decision.
+      per pending call, ``reason: "tool_approval"``, id ``<run_id>/<tool_call_id>``); the
+      run waits for the decision (an AG-UI ``resume`` entry, or runwire's own ways).
     - ``agent_completed`` → ``RUN_FINISHED`` (outcome ``success`` or ``cancelled``, the
       answer as ``result``, token usage); ``agent_error`` → ``RUN_ERROR`` with its code.
     - ``message_created``, ``agent_started`` and ``agent_progress`` have no AG-UI
@@ -58,6 +59,17 @@ from ag_ui.core import (
 )
 
 SUPERVISOR = "supervisor"
+
+
+def interrupt_id(run_id: str, tool_call_id: str) -> str:
+    """An AG-UI interrupt id names runwire's run and the waiting call (a ``resume``
+    entry answers it)."""
+    return f"{run_id}/{tool_call_id}"
+
+
+def parse_interrupt_id(value: str) -> tuple[str, str] | None:
+    run_id, sep, call_id = value.rpartition("/")
+    return (run_id, call_id) if sep and run_id and call_id else None
 
 
 def _now_ms() -> int:
@@ -140,7 +152,7 @@ class AgUiMapper:
         if kind == "agent_thinking":
             return [*out, *self._thinking(str(p.get("thought") or ""))]
         if kind == "approval_required":
-            return [*out, *self._interrupt(p)]
+            return [*out, *self._interrupt(p, str(frame.get("run_id") or ""))]
         return out
 
     # ---- parts -------------------------------------------------------------------------
@@ -196,11 +208,12 @@ class AgUiMapper:
                                        result=p.get("result"), outcome=outcome, usage=tokens,
                                        timestamp=_now_ms())]
 
-    def _interrupt(self, p: dict[str, Any]) -> list[BaseEvent]:
+    def _interrupt(self, p: dict[str, Any], run_id: str) -> list[BaseEvent]:
         out = self._close_steps()
         self.finished = True
         call_id = str(p.get("tool_call_id"))
-        interrupt = Interrupt(id=call_id, reason="tool_approval", tool_call_id=call_id,
+        interrupt = Interrupt(id=interrupt_id(run_id, call_id), reason="tool_approval",
+                              tool_call_id=call_id,
                               message=f"{p.get('tool_name')} needs approval",
                               expires_at=p.get("expires_at"))
         return [*out, RunFinishedEvent(
