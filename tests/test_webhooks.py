@@ -286,3 +286,70 @@ async def test_two_nodes_send_each_delivery_once(tmp_path: Path) -> None:
                     node.kill()
     finally:
         receiver.down()
+
+
+async def test_outbox_rows_are_leased_retried_with_backoff_and_pruned(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from runwire.protocol.envelope import Envelope, encode, utc_now
+    from runwire.store.db import Database
+    from runwire.webhooks import outbox
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
+    await db.migrate()
+    try:
+        end = Envelope("u", "agent_completed", encode(
+            "agent_completed", {"status": "completed", "result": "r", "usage": {}},
+            thread_id="t", run_id="r1", seq=5), thread_id="t", seq=5, run_id="r1")
+        noise = Envelope("u", "partial_result", encode("partial_result", {"delta": "x"}),
+                         thread_id="t", seq=4, run_id="r1")
+        urls = ["http://a/h", "http://b/h"]
+        assert await db.transaction(lambda c: outbox.record(c, [noise, end], urls)) == 2
+        lease = timedelta(seconds=30)
+        mine = await db.transaction(lambda c: outbox.claim(
+            c, node_id="a", limit=10, lease=lease, skip_locked=False))
+        assert len(mine) == 2 and len({r.webhook_id for r in mine}) == 1  # one id per event
+        assert await db.transaction(lambda c: outbox.claim(
+            c, node_id="b", limit=10, lease=lease, skip_locked=False)) == []  # leased
+        later = utc_now() + timedelta(seconds=31)  # a's lease ran out: b may take them
+        taken = await db.transaction(lambda c: outbox.claim(
+            c, node_id="b", limit=10, lease=lease, skip_locked=False, now=later))
+        assert len(taken) == 2
+        # a lost its claim: its late outcome is not recorded
+        assert not await db.transaction(lambda c: outbox.delivered(
+            c, mine[0], node_id="a", status=200))
+        first, second = taken
+        assert await db.transaction(lambda c: outbox.delivered(
+            c, first, node_id="b", status=204))
+        outcome = await db.transaction(lambda c: outbox.failed_attempt(
+            c, second, node_id="b", status=503, error="HTTP 503", retry=True,
+            give_up_after=timedelta(hours=24)))
+        assert outcome == "retry"
+        depth, _ = await db.query(lambda c: outbox.stats(c))
+        assert depth == 1
+        # not due before its backoff; given up once past the retry window
+        assert await db.transaction(lambda c: outbox.claim(
+            c, node_id="b", limit=10, lease=lease, skip_locked=False)) == []
+        again = await db.transaction(lambda c: outbox.claim(
+            c, node_id="b", limit=10, lease=lease, skip_locked=False,
+            now=utc_now() + timedelta(seconds=5)))
+        assert [r.attempts for r in again] == [1]
+        assert await db.transaction(lambda c: outbox.failed_attempt(
+            c, again[0], node_id="b", status=None, error="timeout", retry=True,
+            give_up_after=timedelta(seconds=1))) == "failed"
+        assert await db.transaction(lambda c: outbox.prune(
+            c, older_than=utc_now() + timedelta(seconds=1))) == 2
+    finally:
+        await db.aclose()
+
+
+def test_retry_delays_double_with_jitter_up_to_ten_minutes() -> None:
+    import random
+
+    from runwire.webhooks.outbox import retry_delay
+
+    rng = random.Random(7)
+    for attempts, base in ((1, 1.0), (2, 2.0), (3, 4.0), (10, 512.0), (20, 600.0)):
+        delays = [retry_delay(attempts, rng) for _ in range(50)]
+        assert all(min(600.0, base * 0.5) <= d <= min(600.0, base * 1.5) for d in delays)
+        assert len(set(delays)) > 1 or base * 0.5 >= 600  # jittered

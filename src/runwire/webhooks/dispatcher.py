@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 POLL = 0.5  # seconds between looks at the outbox when it had nothing due
 BATCH = 32  # deliveries claimed at once (sent concurrently)
+PRUNE_EVERY = 60.0  # seconds between removals of finished deliveries
 
 
 class WebhookDispatcher:
@@ -68,9 +69,14 @@ class WebhookDispatcher:
 
     async def run(self) -> None:
         """Forever: claim what is due, send it, record the outcomes."""
+        loop = asyncio.get_running_loop()
+        pruned = loop.time()
         async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
             self._client = client
             while True:
+                if loop.time() - pruned >= PRUNE_EVERY:
+                    pruned = loop.time()
+                    await self._prune()
                 due = await self._db.transaction(lambda conn: outbox.claim(
                     conn, node_id=self._node, limit=BATCH, lease=self._lease,
                     skip_locked=not self._db.is_sqlite))
@@ -84,6 +90,12 @@ class WebhookDispatcher:
                             await self._wake.wait()
                     except TimeoutError:
                         pass
+
+    async def _prune(self) -> None:
+        """Forget finished deliveries once they are older than the retry window (kept that
+        long for inspection)."""
+        horizon = datetime.now(UTC) - self._retry_for
+        await self._db.transaction(lambda conn: outbox.prune(conn, older_than=horizon))
 
     async def _observe(self) -> None:
         self.depth, self.oldest_age = await self._db.query(lambda conn: outbox.stats(conn))
