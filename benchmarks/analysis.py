@@ -58,43 +58,42 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
     lines: list[Any] = [
         "## What limits each number",
         "",
-        "The machine is shared: other engineers' test suites (pytest, Chromium) ran on the "
-        "same two cores while this was measured (load average 2–5), so the pinned server "
-        "did not have its core to itself. Absolute numbers are worse than on a quiet "
-        "machine (an earlier quiet measurement had `agent_started` at p50 6.9 ms); the "
-        "baselines, measured in the same run, are what to compare with.",
+        "The machine is shared: other engineers' test suites (pytest, Chromium) may run on "
+        "the same two cores while this is measured (the streaming rows give the load "
+        "average when each level started), so the pinned server may not have its core to "
+        "itself; the baselines, measured in the same run, are what to compare with.",
         "",
         _Para("runwire_runs"),
         f"* **Latency** (p50 {ms(lat50)} to `agent_started`, {ms(done50)} to "
-        "`agent_completed`). Before `agent_started` a message takes two write transactions "
-        "(store the message + thread + run; claim the run and append `agent_started`), each "
-        "through SQLAlchemy's ORM and aiosqlite's worker thread (a thread hop per statement), "
-        "plus the claim loop's wake-up. In the profile the run pipeline "
+        "`agent_completed`). Before `agent_started` a message takes two short write "
+        "transactions (store the message + thread + run; claim the run and append "
+        "`agent_started`), SQLAlchemy Core statements built once and run on the event loop "
+        "(SQLite: no thread hop), plus the claim loop's wake-up and the publisher's turn. "
+        "In the profile the run pipeline "
         f"(`RunExecutor._execute`) holds {_share(profiles, 'agent_started', 'RunExecutor')} "
-        "of the GIL samples, with SQLAlchemy statement compilation/caching and aiosqlite "
-        "under it; the gateway's writer "
+        "of the GIL samples, most of it pydantic-ai's agent graph; the gateway's writer "
         f"{_writer(profiles)}. LangGraph's first SSE event only comes "
         "when its background worker has picked the run from the in-memory queue, which it "
         "polls (`langgraph_runtime_inmem` `Runs.next` sleeps 0.5 s after an empty poll) — "
         f"hence its p50 of {ms(lg50)}.",
         _Para("runwire_runs"),
         f"* **Runs/s** ({rate:,.0f} runs/s, ~{runs_ms:,.0f} ms of server time per run). "
-        "The server is CPU-bound on its one core: a builtin run is a full pydantic-ai agent "
-        "graph (two model turns, a tool call) and ~8 write transactions, one per event "
-        "(the emitter commits each non-delta event on its own), plus the history read. The "
-        "LangGraph peer's run is one graph node with no durable storage. The fixes the "
-        "profile points to are outside this change's directories (see below).",
+        "A builtin run is a full pydantic-ai agent graph (two model turns, a tool call: "
+        "pydantic-ai alone costs the figure in the row's baseline) plus runwire's share: "
+        "the accept and claim transactions, its events through the node's writer (one "
+        "group commit for all runs), its inputs in one read, its end with its last events. "
+        "The LangGraph peer's run is one graph node with no durable storage.",
         _Para("fanout"),
         f"* **Fan-out** ({events_s:,.0f} events/s produced, each delivered to 100 "
         "connections). runwire's events come from real runs: the server's time splits "
         "between producing them (the runs, "
-        f"{_share(profiles, 'fan-out', 'RunExecutor')} of the samples: pydantic-ai and one "
-        "SQLite transaction per `partial_result` at this pacing) and delivering them (the "
-        f"connection writers, {_share(profiles, 'fan-out', 'Connection.run_writer')}: a task "
-        "wake-up, Starlette's and uvicorn's `send`, websockets' frame serialisation and the "
-        "per-frame metrics, per event and connection). Under load the emitter coalesces "
-        "more deltas, so fewer, larger events. The baseline sends pre-built frames in a "
-        "loop, with no production and no per-connection task.",
+        f"{_share(profiles, 'fan-out', 'RunExecutor')} of the samples: pydantic-ai, and the "
+        "node's writer committing their events — SQLAlchemy's execution context per "
+        "statement is its largest part) and delivering them (the connection writers: one "
+        "wake-up and one socket write per batch of frames built once for every "
+        "connection). Under load the writer merges more deltas per commit, so fewer, "
+        "larger events. The baseline sends pre-built frames in a loop, with no "
+        "production and no per-connection task.",
         _Para("memory"),
         f"* **Memory** ({mem:.1f} KiB per idle connection, baseline {base_mem:.1f} KiB). "
         "The baseline's cost is uvicorn's protocol object and receive queue, the websockets "
@@ -108,13 +107,10 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "is left is mostly asyncio objects: every `Event`, `Queue` and `deque` holds an "
         "empty deque block (~0.7 KiB each).",
         _Para("resume"),
-        "* **Resume** (1,000 events). Two parts: reading the page from SQLite and building "
-        "the envelopes (`eventlog.read`), and the connection writer sending 1,000 frames "
-        "(`Connection.run_writer`, websockets' frame serialisation, per-frame metrics). "
-        "Before this change every frame also paid an `asyncio.timeout` (a timer per "
-        "frame, ~11% of the samples); the writer now has one watchdog timer per "
-        "connection. Per-frame metrics (a labelled counter and a histogram, each behind "
-        "a mutex) are the next few per cent.",
+        "* **Resume** (1,000 events). Two parts: one query of the stored, already-encoded "
+        "envelopes with the owner check (`store/reader.py`, one hop to the reader thread), "
+        "and the connection writer sending 1,000 frames in batches (one socket write per "
+        "wake-up); per-frame metrics are plain counters folded in at scrape time.",
         _Para("cross_node"),
         "* **Cross-node**. One Redis pub/sub round trip on loopback (`PUBLISH` from the "
         "node that committed, the other node's listener, then the same local delivery); "
@@ -122,16 +118,9 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         f"{ms(local50)}); from the event's timestamp most of the time is the PostgreSQL "
         "commit before anything is published. The tail is scheduling on a busy machine.",
         "",
-        "Fixed after the profiles: the run emitter commits whatever a run emits within "
-        "its 30 ms window (thinking, a fast tool's two events, deltas) in one transaction "
-        "instead of one per non-delta event (`runs/emitter.py`; A/B with `--quick`: "
-        "11 → 15 runs/s, run completion p50 95 → 71 ms). The first runs of this benchmark "
-        "also hit a lease renewal racing a run's end (the cancel landed between the "
-        "terminal event's commit and its publish, so clients waited for an "
-        "`agent_completed` that only `resume` delivered); that is fixed in the run "
-        "scheduler (commit 9cadf44) and the benchmark runs with the default lease. Still "
-        "open: SQLAlchemy ORM + aiosqlite per transaction, pydantic-ai's agent graph per "
-        "turn, per-frame metrics in the connection writer.",
+        "Still open: SQLAlchemy's execution context per statement in the writer's "
+        "transaction (the raw DB-API cursor on SQLite would skip it), pydantic-ai's agent "
+        "graph per turn and its per-event generator layers (see the upstream notes below).",
         "",
     ]
     lines[lines.index(_Para("cross_node")) + 3:lines.index(_Para("cross_node")) + 3] = [
@@ -178,9 +167,10 @@ def streaming(res: dict[str, Any]) -> list[str]:
         "* **Streaming capacity** (" + "; ".join(parts) + "). Per token runwire does what "
         "pydantic-ai alone does (the openai SDK's SSE parsing, pydantic-ai's part manager and "
         "event stream) plus its own share: the relay and emitter, storing the delta before "
-        "sending it (a transaction per run per window today), encoding the envelope and the "
-        "connection's write. When the server's core is full, tokens wait in the emitter "
-        "and lag grows with the backlog (lost counts tokens that never arrived). The "
+        "sending it (the node's writer: one transaction for every run's pending events, "
+        "deltas of one answer merged), encoding the envelope and the connection's write. "
+        "When the server's core is full, tokens wait in the writer's buffers and lag grows "
+        "with the backlog (lost counts tokens that never arrived). The "
         "profile of the streaming row is below.",
     ]
 

@@ -20,6 +20,9 @@ from benchmarks.servers import BENCH, python_version, taskset_available
 COMMAND = "make bench"
 
 
+NOTES = Path(__file__).with_name("pipeline_notes.md")
+
+
 def print_table(rows: list[Row]) -> None:
     table = Table(title="runwire benchmarks", show_lines=True)
     for name in ("measurement", "runwire", "baseline (same run)", "target", ""):
@@ -139,6 +142,8 @@ def write_markdown(path: Path, rows: list[Row], profiles: list[Profile], res: di
         "",
     ]
     lines += analysis.section(res, profiles)
+    if NOTES.exists():  # kept by hand: what changed and why (see the file)
+        lines += [*NOTES.read_text().splitlines(), ""]
     lines += ["## Profiles", "", "Sampled while the row's workload ran again (not during the "
               "measured pass).", ""]
     lines += _profile_md(profiles)
