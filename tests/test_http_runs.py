@@ -216,3 +216,23 @@ async def test_a_dropped_stream_releases_its_subscription_and_tasks(
         except AssertionError:
             print("BEFORE", "\n".join(before), "AFTER", "\n".join(names()), sep="\n")
             raise
+
+
+async def test_a_resent_message_id_streams_the_original_run_from_the_log(
+    srv: ServerHandle,
+) -> None:
+    async with api(srv) as http:
+        mid = str(uuid.uuid4())
+        async with http.stream("POST", "/api/runs", json={"content": QUESTION,
+                                                          "message_id": mid},
+                               headers=SSE) as response:
+            first = await collect(response)
+        async with http.stream("POST", "/api/runs", json={"content": QUESTION,
+                                                          "message_id": mid},
+                               headers=SSE) as response:
+            again = await collect(response)
+        assert [e.json() for e in again] == [e.json() for e in first]
+        assert again[0].event == "message_created" and again[-1].event in TERMINAL
+        thread = first[0].json()["thread_id"]
+        messages = (await http.get(f"/api/threads/{thread}/messages")).json()["items"]
+        assert [m["role"] for m in messages] == ["user", "assistant"]  # no second run
