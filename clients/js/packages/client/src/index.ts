@@ -47,6 +47,7 @@ export {
   type MessageOut,
   type RunOut,
   type PendingApprovalOut,
+  type SearchHitOut,
   type EventsPage,
   type CancelRunOut,
   type Problem,

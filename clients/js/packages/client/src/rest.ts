@@ -26,6 +26,17 @@ export interface MessageOut {
   created_at: string;
 }
 
+/** One of the caller's messages matching a search (`GET /api/search`). */
+export interface SearchHitOut {
+  thread_id: string;
+  thread_title: string;
+  message_id: string;
+  role: string;
+  /** A plain-text excerpt around the match. */
+  snippet: string;
+  created_at: string;
+}
+
 /** A tool call waiting for the user's decision (`GET /api/approvals`). */
 export interface PendingApprovalOut {
   run_id: string;
@@ -158,6 +169,11 @@ export class RestClient {
 
   events(id: string, { afterSeq, limit }: { afterSeq?: number; limit?: number } = {}): Promise<EventsPage> {
     return this.request("GET", `/api/threads/${encodeURIComponent(id)}/events${qs({ after_seq: afterSeq, limit })}`);
+  }
+
+  /** Full-text search over the caller's own messages, best match first. */
+  search(q: string, { limit, cursor }: { limit?: number; cursor?: string | null } = {}): Promise<Page<SearchHitOut>> {
+    return this.request("GET", `/api/search${qs({ q, limit, cursor })}`);
   }
 
   /** The user's tool calls waiting for a decision (of one thread, or all), oldest first. */

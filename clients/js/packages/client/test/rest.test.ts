@@ -67,6 +67,15 @@ describe("RestClient", () => {
     expect(s.calls[0]).toMatchObject({ url: "/api/threads", body: {} });
   });
 
+  it("search sends the words as q (encoded) with limit and cursor", async () => {
+    const hit = { thread_id: "T", thread_title: "t", message_id: "m", role: "user", snippet: "a & b", created_at: "x" };
+    const s = stub([json({ items: [hit], next_cursor: "n" })]);
+    const api = new RestClient({ getToken: async () => "tok", fetch: s.fetch });
+    expect(await api.search("a & b?", { limit: 5, cursor: "c" })).toEqual({ items: [hit], next_cursor: "n" });
+    expect(s.calls[0]?.url).toBe("/api/search?q=a%20%26%20b%3F&limit=5&cursor=c");
+    expect(s.calls[0]?.method).toBe("GET");
+  });
+
   it("on 401 refreshes the token once and retries", async () => {
     const s = stub([problem(401, "expired"), json({ items: [] })]);
     const getToken = vi.fn(async (refresh: boolean) => (refresh ? "fresh" : "stale"));

@@ -1,5 +1,6 @@
 import { useThreads } from "@runwire/react";
 import { useState, type KeyboardEvent, type ReactNode } from "react";
+import { Search } from "./Search.tsx";
 
 interface Props {
   current: string | null;
@@ -19,7 +20,8 @@ export function when(iso: string, now = new Date()): string {
   return `${date}, ${time}`;
 }
 
-/** Threads: list (title + when), new, rename (inline), delete (with an inline confirmation). */
+/** Threads: search, list (title + when), new, rename (inline), delete (with an inline
+ * confirmation). */
 export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
   const { threads, load, error, rename, remove, hasMore, loadMore, waiting } = useThreads();
   const [editing, setEditing] = useState<string | null>(null);
@@ -47,6 +49,7 @@ export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
       <button className="new" data-testid="new-thread" type="button" onClick={() => onSelect(null)}>
         + New chat
       </button>
+      <Search onSelect={onSelect}>
       {load === "error" && <p className="error" role="alert">Threads could not load: {error}</p>}
       {problem && <p className="error" role="alert">{problem}</p>}
       <ul className="threads" data-testid="thread-list">
@@ -90,6 +93,7 @@ export function Sidebar({ current, onSelect, footer }: Props): ReactNode {
           Older chats…
         </button>
       )}
+      </Search>
       {footer}
     </aside>
   );
