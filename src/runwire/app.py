@@ -104,7 +104,8 @@ class Services:
                       breaker=CircuitBreaker("database", threshold=5, cooldown=2.0,
                                              on_change=metrics.breaker_changed))
         await db.migrate()
-        tracing.instrument_engine(db.engine)
+        for engine in db.engines():
+            tracing.instrument_engine(engine)
         bus: Bus
         limit_storage: Storage | None = None
         presence: RedisPresence | None = None

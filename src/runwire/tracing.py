@@ -20,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from pydantic_ai.models.instrumented import InstrumentationSettings
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runwire import __version__
@@ -53,7 +54,7 @@ class Tracing:
                             "gen_ai.agent.name": agent}):
             yield
 
-    def instrument_engine(self, engine: AsyncEngine) -> None:
+    def instrument_engine(self, engine: AsyncEngine | Engine) -> None:
         """Spans for this engine's queries only (no global patching)."""
         if self.provider is None:
             return
@@ -61,7 +62,8 @@ class Tracing:
 
         meter = NoOpMeterProvider().get_meter("runwire")
         usage = meter.create_up_down_counter("db.client.connections.usage")
-        EngineTracer(self.provider.get_tracer("runwire.db"), engine.sync_engine,  # type: ignore[no-untyped-call]
+        sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        EngineTracer(self.provider.get_tracer("runwire.db"), sync,  # type: ignore[no-untyped-call]
                      usage)
 
     def instrument_redis(self, client: Any) -> None:

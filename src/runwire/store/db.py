@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -213,8 +214,10 @@ class Database:
                     async with self._write_lock:
                         result = self._run_write(work)  # on the loop: see __init__
                 else:
+                    # in the caller's context: its trace span is the parent of the query's
+                    context = contextvars.copy_context()
                     result = await asyncio.get_running_loop().run_in_executor(
-                        self._reader, self._run_read, work)
+                        self._reader, context.run, self._run_read, work)
         except IntegrityError:
             self.breaker.success()  # the database answered
             raise
@@ -234,6 +237,10 @@ class Database:
             self.breaker.failure()
         log.warning("database %s failed: %s", kind, type(exc).__name__)
         raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    def engines(self) -> list[AsyncEngine | Engine]:
+        """Every engine this database runs statements on (tracing instruments each)."""
+        return [self.engine, *self._sync.values()]
 
     def _run_write(self, work: Callable[[Connection], T]) -> T:
         with self._sync["write"].begin() as conn:
