@@ -266,8 +266,8 @@ async def test_a_store_bug_on_the_websocket_is_an_internal_error_not_a_breaker_t
 
     from .helpers import client
 
-    async def broken(session: Any, *args: Any, **kwargs: Any) -> Any:
-        await session.execute(text("SELECT 1; SELECT 2"))  # sqlite3.ProgrammingError
+    def broken(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        conn.execute(text("SELECT 1; SELECT 2"))  # sqlite3.ProgrammingError
 
     async with api(server, "mallory") as http:
         thread = (await http.post("/api/threads", json={"title": "t"})).json()["thread_id"]
@@ -300,7 +300,9 @@ async def test_nul_in_stored_text_is_a_validation_error(
         agui = {"threadId": "t-nul", "runId": "r1", "state": {}, "tools": [], "context": [],
                 "forwardedProps": {}, "messages": [{"id": "m1", "role": "user",
                                                     "content": "a\x00b"}]}
-        assert_problem(await http.post("/ag-ui", json=agui), 422)
+        answer = await http.post("/ag-ui", json=agui)  # AG-UI clients get errors as events
+        assert answer.status_code == 200 and '"type":"RUN_ERROR"' in answer.text, answer.text
+        assert '"code":"validation_error"' in answer.text and "NUL" in answer.text
         async with client(server) as c:
             await c.send_raw(json.dumps({"type": "user_message", "request_id": "n1",
                                          "payload": {"content": "a\x00b"}}))
