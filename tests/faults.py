@@ -149,8 +149,15 @@ class Watcher:
 
 
 async def thread_log(node: Node, thread_id: str, user: str = "alice") -> list[dict[str, Any]]:
+    """Every stored event of the thread (page by page: a page holds at most 500)."""
+    items: list[dict[str, Any]] = []
     async with node.api(user) as http:
-        r = await http.get(f"/api/threads/{thread_id}/events")
-        assert r.status_code == 200, r.text
-        items: list[dict[str, Any]] = r.json()["items"]
-        return items
+        while True:
+            after = items[-1]["seq"] if items else 0
+            r = await http.get(f"/api/threads/{thread_id}/events",
+                               params={"after_seq": after, "limit": 500})
+            assert r.status_code == 200, r.text
+            page: list[dict[str, Any]] = r.json()["items"]
+            items += page
+            if len(page) < 500:
+                return items
