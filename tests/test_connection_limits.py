@@ -37,6 +37,11 @@ async def stalled_client(server: ServerHandle, user: str = "alice"
         ws.transport.abort()
 
 
+async def _shrink(transport: Any) -> None:
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    transport.set_write_buffer_limits(high=4096)
+
+
 def server_conn(server: ServerHandle, connection_id: str) -> Connection:
     return next(c for c in server.services.connections if c.connection_id == connection_id)
 
@@ -91,6 +96,11 @@ async def test_a_client_that_sends_pings_but_never_reads_is_held_back_not_buffer
     server = server_factory(rate_limit_frames="1000000/minute")
     async with stalled_client(server) as (ws, connection_id):
         conn = server_conn(server, connection_id)
+        # The server's side of the socket gets small buffers too: otherwise the kernel's
+        # autotuned send buffer (MBs on loopback) can take every answer before the server
+        # ever waits on the socket, and nothing is held back.
+        transport = conn.send.__self__.transport  # type: ignore[attr-defined]
+        server.call(lambda: _shrink(transport))
         sent = 0
 
         async def flood() -> None:
