@@ -36,7 +36,6 @@ from runwire.runs.lifecycle import AlreadyEnded, Ending, RunLifecycle
 from runwire.runs.scheduler import RunTicket
 from runwire.settings import Settings
 from runwire.store import runqueue
-from runwire.store.approvals import PendingCall
 from runwire.store.db import Database
 from runwire.store.runqueue import RunRecord
 from runwire.tracing import Tracing
@@ -173,7 +172,7 @@ class RunExecutor:
         try:
             await self._lifecycle.wait(
                 ticket.emitter, ticket.agent, state=state.dump(), expires_at=expires_at,
-                calls=[PendingCall(c.tool_call_id, c.tool_name, c.args) for c in outcome.pending])
+                calls=outcome.pending)
         except AlreadyEnded:
             return False
         except (StorageUnavailable, LeaseLost, NotFound):

@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from runwire import threads
+from runwire.agents.scope import ApprovalRequest
 from runwire.bus.base import Bus
 from runwire.errors import AgentFailure
 from runwire.protocol.codes import RunStatus
@@ -46,7 +47,7 @@ from runwire.protocol.envelope import Envelope, encode, utc_now
 from runwire.runs.emitter import RunEmitter
 from runwire.runs.writer import EventWriter
 from runwire.store import approvals, eventlog, runqueue
-from runwire.store.approvals import ApprovalRow, PendingCall, Verdict
+from runwire.store.approvals import ApprovalRow, Verdict
 from runwire.store.db import Database
 from runwire.store.eventlog import NewEvent
 from runwire.store.runqueue import Enqueued, RunRecord
@@ -264,7 +265,7 @@ class RunLifecycle:
     # ---- approvals ---------------------------------------------------------------------------
 
     async def wait(self, emitter: RunEmitter, agent: str, *, state: str,
-                   calls: Sequence[PendingCall], expires_at: datetime) -> None:
+                   calls: Sequence[ApprovalRequest], expires_at: datetime) -> None:
         """Pause the run for `calls` (its last events, the paused state, a row and an
         ``approval_required`` per call: one transaction); published before this returns.
 

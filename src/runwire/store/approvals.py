@@ -21,21 +21,13 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
+from runwire.agents.scope import ApprovalRequest
 from runwire.protocol.envelope import utc_now
 from runwire.store.models import Run, RunApproval
 
 Verdict = Literal["decided", "resumable", "not_found", "conflict"]
 """How a decision went: stored (other calls still open) / stored and the run is queued to
 resume / no such call of this user's / the call was already decided or the run moved on."""
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCall:
-    """A call that waits for a decision."""
-
-    tool_call_id: str
-    tool_name: str
-    args: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +86,7 @@ def _statements() -> dict[str, Any]:
 
 
 def pause(conn: Connection, *, run_id: str, user_id: str, agent: str, node_id: str,
-          state: str, calls: Sequence[PendingCall], expires_at: datetime) -> bool:
+          state: str, calls: Sequence[ApprovalRequest], expires_at: datetime) -> bool:
     """``running`` (held by `node_id`, no stop requested) → ``waiting`` with `state`, and a
     row per call. False (nothing written) when the run moved on or a stop was requested."""
     st = _statements()
