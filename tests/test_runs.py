@@ -41,7 +41,7 @@ async def test_twelve_runs_with_ten_slots_two_wait_with_positions_all_finish(
     runs = by_run(frames)
     waited = {rid: [f["payload"]["queue_position"] for f in evs if f["type"] == "agent_progress"]
               for rid, evs in runs.items()}
-    assert sorted(len(p) > 0 for p in waited.values()) == [False] * 10 + [True] * 2
+    assert sorted(len(p) > 0 for p in waited.values()) == [False] * 10 + [True] * 2, waited
     assert sorted(p[0] for p in waited.values() if p) == [1, 2]
     for evs in runs.values():
         types = [f["type"] for f in evs]

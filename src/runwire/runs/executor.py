@@ -89,6 +89,10 @@ class RunExecutor:
         paused: PausedState | None = None
         limit = self._settings.agent_execution_timeout
         try:
+            if ticket.gate is not None:
+                # its agent_started goes out first (RunLifecycle.claim); shielded: the gate
+                # is shared by the runs of one claim round, a stop cancels only this one
+                await asyncio.shield(ticket.gate)
             resume: Resumption | None = None
             if ticket.run is not None and ticket.run.paused:
                 paused, resume = await self._resumption(ticket.run)

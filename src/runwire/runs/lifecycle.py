@@ -7,7 +7,9 @@
                  │  └──expire(requeue)┘ (lease ran out: its node died)
                  └──end(queued)──► cancelled            expire ──► failed (node_lost)
 
-- ``accept``: thread (found or created) + user message + queued run + ``message_created``.
+- ``accept``: thread (found or created) + user message + queued run + ``message_created``;
+  with a free slot on this node, the same transaction is a claim round too (the run
+  starts without waiting for the claimer).
 - ``claim``: queued → running with a lease, + ``agent_started``, for up to `limit` runs.
 - ``start``: from now on every commit of the run's events is fenced by its lease.
 - ``progress``: ``agent_progress`` with a queue position, only while still queued.
@@ -30,13 +32,15 @@ only buffers, and the writer only batches.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from runwire import threads
 from runwire.agents.scope import ApprovalRequest
@@ -76,6 +80,26 @@ class Ending:
     model_messages: str | None = None
 
 
+Start = Callable[[RunRecord, "asyncio.Future[None]"], None]
+"""Starts executing a claimed run once the gate (a future) is done."""
+
+
+def _open(gate: asyncio.Future[None]) -> None:
+    if not gate.done():
+        gate.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A claim round for this node: up to `limit` runs, each with `lease`; `start` is
+    called for each claimed run before its ``agent_started`` is published (see
+    :meth:`RunLifecycle.claim`)."""
+
+    limit: int
+    lease: timedelta
+    start: Start
+
+
 class RunLifecycle:
     """Owns every transition of a run (see the module docstring)."""
 
@@ -93,18 +117,27 @@ class RunLifecycle:
 
     async def accept(self, *, user_id: str, thread_id: str | None, message_id: str,
                      resend: bool, content: str, agent: str, request: Mapping[str, Any],
-                     reject_if_busy: bool) -> Enqueued:
+                     reject_if_busy: bool, admission: Admission | None = None) -> Enqueued:
         """Store the user message and its queued run; publish ``thread_created`` (for a new
         thread) and ``message_created``.
+
+        With an `admission` (this node has free slots) the same transaction is also a claim
+        round (:meth:`claim`): the oldest claimable runs — usually this one — start at once,
+        their ``agent_started`` published with the message, instead of a second
+        transaction after the claimer wakes.
 
         Raises:
             NotFound, ThreadBusy, IntegrityError, StorageUnavailable: see
                 :func:`runwire.store.runqueue.enqueue`; nothing was stored.
         """
         envelopes: list[Envelope] = []
+        started: list[Envelope] = []
+        claimed: list[RunRecord] = []
 
         def work(conn: Connection) -> Enqueued:
             envelopes.clear()
+            started.clear()
+            claimed.clear()
             done = runqueue.enqueue(conn, user_id=user_id, thread_id=thread_id,
                                     message_id=message_id, resend=resend, content=content,
                                     agent=agent, request=request, reject_if_busy=reject_if_busy)
@@ -112,14 +145,35 @@ class RunLifecycle:
                 envelopes.extend(eventlog.append(conn, user_id, done.thread_id, [
                     NewEvent("message_created", {"message_id": message_id, "role": "user",
                                                  "content": content})]))
+                if admission is not None:
+                    claimed.extend(self._claim_round(conn, admission, started))
             return done
 
         done = await self._db.transaction(work)
-        if done.created_title is not None:
-            await threads.announce_created(self._bus, user_id, done.thread_id,
-                                           done.created_title)
-        await self.writer.publish(envelopes)
+        gate = self._start_all(claimed, admission.start if admission is not None else None)
+        if any(run.id == done.run_id for run in claimed):
+            done = replace(done, started=True)
+        try:
+            if done.created_title is not None:
+                await threads.announce_created(self._bus, user_id, done.thread_id,
+                                               done.created_title)
+            await self.writer.publish(envelopes)
+        finally:
+            # Not waited for: the caller answers ``message_ack`` first, in the same socket
+            # write as ``agent_started`` as a rule; the runs begin once that is out.
+            self.writer.publish_soon(started, lambda: _open(gate))
         return done
+
+    @staticmethod
+    def _start_all(runs: Sequence[RunRecord], start: Start | None) -> asyncio.Future[None]:
+        """`start` each claimed run, each behind the returned gate: a run's first steps
+        (its agent's set-up is milliseconds of CPU) wait until its ``agent_started`` and
+        what came before it are on their way to the clients."""
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if start is not None:
+            for run in runs:
+                start(run, gate)
+        return gate
 
     async def publish_control(self, user_id: str, type: str, payload: Mapping[str, Any]) -> None:
         """Publish a frame that is not part of a thread's log to all the user's tabs."""
@@ -130,40 +184,62 @@ class RunLifecycle:
 
     # ---- claim and start ---------------------------------------------------------------------
 
-    async def claim(self, *, limit: int, lease: timedelta,
-                    start: Callable[[RunRecord], None]) -> list[RunRecord]:
+    async def claim(self, *, limit: int, lease: timedelta, start: Start) -> list[RunRecord]:
         """Claim up to `limit` queued runs for this node, each with its ``agent_started``
         (one transaction); `start` is called for each claimed run before its
-        ``agent_started`` is published (so whoever sees it finds the run executing), and
-        that is published before this returns.
+        ``agent_started`` is published (so whoever sees it finds the run executing), with a
+        gate that opens once that is published (before this returns).
 
         Raises:
             IntegrityError: another node won a thread (try again).
         """
         if limit <= 0:
             return []
-        skip_locked = not self._db.is_sqlite
         envelopes: list[Envelope] = []
+        order = Admission(limit, lease, start)
 
         def work(conn: Connection) -> list[RunRecord]:
             envelopes.clear()
-            runs = runqueue.claim(conn, node_id=self.node_id, limit=limit, lease=lease,
-                                  skip_locked=skip_locked)
-            now = utc_now()
-            for run in runs:
-                if run.paused:
-                    continue  # resuming after approvals: it started before (SPEC 7)
-                envelopes.extend(eventlog.append(conn, run.user_id, run.thread_id, [
-                    NewEvent("agent_started", {"agent_name": run.agent,
-                                               "message_id": run.message_id,
-                                               "run_id": run.id}, run.id)], now))
-            return runs
+            return self._claim(conn, order, envelopes)
 
         runs = await self._db.transaction(work)
-        for run in runs:
-            start(run)
-        await self.writer.publish(envelopes)
+        gate = self._start_all(runs, start)
+        try:
+            await self.writer.publish(envelopes)
+        finally:
+            _open(gate)
         return runs
+
+    def _claim(self, conn: Connection, order: Admission,
+               envelopes: list[Envelope]) -> list[RunRecord]:
+        """A claim round inside the caller's transaction: the runs claimed, and their
+        ``agent_started`` envelopes appended to `envelopes`."""
+        runs = runqueue.claim(conn, node_id=self.node_id, limit=order.limit, lease=order.lease,
+                              skip_locked=not self._db.is_sqlite)
+        now = utc_now()
+        for run in runs:
+            if run.paused:
+                continue  # resuming after approvals: it started before (SPEC 7)
+            envelopes.extend(eventlog.append(conn, run.user_id, run.thread_id, [
+                NewEvent("agent_started", {"agent_name": run.agent,
+                                           "message_id": run.message_id,
+                                           "run_id": run.id}, run.id)], now))
+        return runs
+
+    def _claim_round(self, conn: Connection, order: Admission,
+                     envelopes: list[Envelope]) -> list[RunRecord]:
+        """:meth:`_claim` as part of another transaction (an accept): on PostgreSQL in a
+        savepoint, so losing a thread to another node's claim (IntegrityError) costs only
+        the claim — the claimer's next round (woken by the caller) tries again."""
+        if self._db.is_sqlite:  # one writer: no other claim can race this one
+            return self._claim(conn, order, envelopes)
+        mark = len(envelopes)
+        try:
+            with conn.begin_nested():
+                return self._claim(conn, order, envelopes)
+        except IntegrityError:
+            del envelopes[mark:]
+            return []
 
     @staticmethod
     def start(emitter: RunEmitter) -> None:

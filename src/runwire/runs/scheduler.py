@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from runwire import logs
 from runwire.errors import StorageUnavailable
 from runwire.runs.emitter import RunEmitter
-from runwire.runs.lifecycle import RunLifecycle
+from runwire.runs.lifecycle import Admission, RunLifecycle
 from runwire.store.runqueue import RunRecord
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class RunTicket:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     received_at: float = 0.0  # time.monotonic() when the user message arrived (if here)
     run: RunRecord | None = field(default=None, repr=False)
+    # Done once the run's agent_started is published: its execution waits for it.
+    gate: asyncio.Future[None] | None = field(default=None, repr=False)
     # Set when the run starts storing its end: from then on nothing cancels it (its own
     # conditional end decides; a cancel there would only skip publishing what committed).
     ending: bool = False
@@ -59,6 +61,8 @@ class RunScheduler:
         on_expired: ends (or requeues) a run whose lease expired.
         on_tick: called after each claim round (queue positions).
         on_sweep: called by each sweep of the sweeper (approval timeouts).
+        may_have_queued: False when no run is known to be queued: a freed slot then
+            waits for the next poll instead of a claim round that would find nothing.
         lease: run lease; renewed every third of it.
         poll_interval: how often to look for runs queued on other nodes.
     """
@@ -73,6 +77,7 @@ class RunScheduler:
         on_expired: Callable[[RunRecord], Awaitable[None]],
         on_tick: Callable[[], Awaitable[None]],
         on_sweep: Callable[[], Awaitable[object]] | None = None,
+        may_have_queued: Callable[[], bool] | None = None,
         lease: float,
         poll_interval: float = 0.5,
     ) -> None:
@@ -83,6 +88,7 @@ class RunScheduler:
         self._on_expired = on_expired
         self._on_tick = on_tick
         self._on_sweep = on_sweep
+        self._may_have_queued = may_have_queued or (lambda: True)
         self._lease = timedelta(seconds=lease)
         self._lease_seconds = lease
         self._poll = poll_interval
@@ -121,6 +127,15 @@ class RunScheduler:
 
     # ---- claiming ----------------------------------------------------------------------
 
+    def admission(self) -> Admission | None:
+        """A claim round for the transaction that queues a run (see
+        :meth:`RunLifecycle.accept`), or None when this node has no free slot."""
+        free = self.capacity - len(self._running)
+        if not self.accepting or free <= 0:
+            return None
+        self.last_claim_at = time.monotonic()
+        return Admission(free, self._lease, self._start)
+
     async def claim_once(self) -> int:
         free = self.capacity - len(self._running)
         if not self.accepting:
@@ -151,9 +166,10 @@ class RunScheduler:
                 self.claimer_ok = False
                 log.exception("run claimer failed; retrying")
 
-    def _start(self, run: RunRecord) -> None:
+    def _start(self, run: RunRecord, gate: asyncio.Future[None] | None = None) -> None:
         ticket = self._ticket_for(run)
         ticket.run = run
+        ticket.gate = gate
         self._running[ticket.run_id] = ticket
         ctx = logs.fresh_context(user_id=ticket.user_id, thread_id=ticket.thread_id,
                                  run_id=ticket.run_id)
@@ -169,7 +185,8 @@ class RunScheduler:
             log.exception("run task failed")
         finally:
             self._running.pop(ticket.run_id, None)
-            self.wake()
+            if self._may_have_queued():  # else the poll finds what other nodes queue
+                self.wake()
 
     # ---- cancelling --------------------------------------------------------------------
 

@@ -100,12 +100,16 @@ class RunService:
             ticket_for=self._ticket, execute=self.executor.execute,
             on_expired=self.end_expired, on_tick=self._report_positions,
             on_sweep=self.approvals.sweep,
+            may_have_queued=lambda: self.queue_depth > 0 or bool(self._waiting),
             lease=settings.run_lease_seconds,
             poll_interval=1.0 if settings.embedded else 0.5,
         )
         # Runs this node accepted that are still queued: their emitters report
         # queue positions; the time each message arrived feeds the latency metrics.
         self._waiting: dict[str, _Waiting] = {}
+        # Messages being stored now (user, message id) → arrival: a run the accepting
+        # transaction starts itself has no _Waiting entry yet.
+        self._arrivals: dict[tuple[str, str], float] = {}
         self._positions: dict[str, int] = {}
         self.queue_depth = 0  # queued runs of the whole deployment, as of the last tick
 
@@ -126,27 +130,33 @@ class RunService:
             raise NotFound(f"agent {agent!r} not found")
         strategy: MultitaskStrategy = msg.multitask_strategy or self._settings.multitask_strategy
         message_id = msg.message_id or new_id()
+        received = received_at or time.monotonic()
+        arrival = (user_id, message_id)
+        self._arrivals[arrival] = received
         try:
             done = await self.lifecycle.accept(
                 user_id=user_id, thread_id=msg.thread_id, message_id=message_id,
                 resend=msg.message_id is not None, content=msg.content, agent=agent,
                 request={"scopes": sorted(principal.scopes), "context": msg.context,
                          "settings": msg.settings},
-                reject_if_busy=strategy == "reject")
+                reject_if_busy=strategy == "reject", admission=self.scheduler.admission())
         except IntegrityError:
             # The same message_id raced in on another connection: report that one.
             dup = await self._duplicate(user_id, message_id)
             if dup is None:
                 raise StorageUnavailable("could not store the message") from None
             return dup
+        finally:
+            self._arrivals.pop(arrival, None)
         if done.duplicate:
             return Ack(done.message_id, done.thread_id, done.run_id, duplicate=True)
         if strategy == "interrupt":
             await self.stop_runs(list(done.busy_run_ids), reason="interrupted")
-        self._waiting[done.run_id] = _Waiting(
-            self.lifecycle.emitter(user_id, done.thread_id, done.run_id),
-            received_at or time.monotonic(), accepted_at=time.monotonic())
-        self.scheduler.wake()
+        if not done.started:  # else the accepting transaction claimed it: it runs already
+            self._waiting[done.run_id] = _Waiting(
+                self.lifecycle.emitter(user_id, done.thread_id, done.run_id),
+                received, accepted_at=time.monotonic())
+            self.scheduler.wake()
         return Ack(message_id, done.thread_id, done.run_id, duplicate=False)
 
     async def _duplicate(self, user_id: str, message_id: str) -> Ack | None:
@@ -176,9 +186,10 @@ class RunService:
         self._positions.pop(run.id, None)
         emitter = (waiting.emitter if waiting
                    else self.lifecycle.emitter(run.user_id, run.thread_id, run.id))
+        received = (waiting.received_at if waiting
+                    else self._arrivals.get((run.user_id, run.message_id), 0.0))
         return RunTicket(run.id, run.thread_id, run.user_id, emitter, agent=run.agent,
-                         message_id=run.message_id,
-                         received_at=waiting.received_at if waiting else 0.0)
+                         message_id=run.message_id, received_at=received)
 
     async def _report_positions(self) -> None:
         """`agent_progress` with the queue position of runs this node accepted, when the
@@ -189,15 +200,18 @@ class RunService:
             return
         position_of = {run_id: i for i, run_id in enumerate(order, start=1)}
         for run_id in list(self._waiting):
+            waiting = self._waiting.get(run_id)
+            if waiting is None or waiting.accepted_at > self.scheduler.last_claim_at:
+                # No claim round has seen it yet: it may start now, and `order` (read
+                # after the round began) may not hold it either.
+                continue
             position = position_of.get(run_id)
             if position is None:  # claimed elsewhere or ended
                 self._waiting.pop(run_id, None)
                 self._positions.pop(run_id, None)
                 continue
-            waiting = self._waiting[run_id]
-            if self._positions.get(run_id) == position or (
-                    waiting.accepted_at > self.scheduler.last_claim_at):
-                continue  # unchanged, or no claim round has seen it yet (it may start now)
+            if self._positions.get(run_id) == position:
+                continue
             self._positions[run_id] = position
             await self.lifecycle.progress(waiting.emitter, position)
 

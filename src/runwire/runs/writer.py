@@ -297,14 +297,20 @@ class EventWriter:
         """Publish envelopes committed by another transaction (a message's acceptance, a
         claim) in line with the writer's batches, so a thread's events reach the bus in
         seq order; returns once they are published."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.publish_soon(envelopes, lambda: done.set_result(None))
+        await done
+
+    def publish_soon(self, envelopes: list[Envelope], then: Callable[[], None]) -> None:
+        """Like :meth:`publish` without waiting: `then` is called once they are published."""
         if not envelopes:
+            then()
             return
         if not self._tasks:  # not running (start-up recovery, shutdown): publish directly
-            await self._send(envelopes)
+            task = asyncio.create_task(self._send(envelopes))
+            task.add_done_callback(lambda _: then())
             return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._published.put_nowait((envelopes, lambda: done.set_result(None)))
-        await done
+        self._published.put_nowait((envelopes, then))
 
     def _done(self, batch: list[_RunBatch]) -> None:
         """Hand a settled batch to the publisher (its envelopes, then its waiters)."""

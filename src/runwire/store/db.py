@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,6 +94,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
+    """The sqlite3 connection under `conn` (same transaction), when it is one (the
+    synchronous engines of :class:`Database`; not aiosqlite's). The hottest statements run
+    on it directly: SQLAlchemy's execution context per statement cost more than the
+    statement itself (profiles of the streaming benchmark row)."""
+    driver = conn.connection.driver_connection
+    return driver if isinstance(driver, sqlite3.Connection) else None
+
+
 def _manual_transactions(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     dbapi_conn.isolation_level = None  # the driver begins nothing; `_begin_immediate` does
 
@@ -140,6 +150,10 @@ class Database:
         # (replays of up to 1,000 events) run in one reader thread so they never stall the
         # loop. One process owns a SQLite file; several workers need PostgreSQL.
         self._sync: dict[str, Engine] = {}
+        # The one connection writes go through on SQLite, kept open between transactions
+        # (a connection per transaction cost a pool checkout and SQLAlchemy's set-up of a
+        # Connection: a quarter of an idle commit).
+        self._writer: Connection | None = None
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runwire-sqlite")
         if self.is_sqlite:
             for role in ("write", "read"):
@@ -243,8 +257,20 @@ class Database:
         return [self.engine, *self._sync.values()]
 
     def _run_write(self, work: Callable[[Connection], T]) -> T:
-        with self._sync["write"].begin() as conn:
-            return work(conn)
+        conn = self._writer
+        if conn is None or conn.invalidated:
+            conn = self._writer = self._sync["write"].connect()
+        try:
+            with conn.begin():
+                return work(conn)
+        except IntegrityError:
+            raise
+        except BaseException:
+            # whatever failed may have left the connection unusable: a fresh one next time
+            self._writer = None
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
 
     def _run_read(self, work: Callable[[Connection], T]) -> T:
         with self._sync["read"].connect() as conn:
@@ -302,6 +328,9 @@ class Database:
                     await conn.commit()
 
     async def aclose(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         await self.engine.dispose()
         self._reader.shutdown(wait=True)
         for engine in self._sync.values():

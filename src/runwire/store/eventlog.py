@@ -10,7 +10,6 @@ a seq is never skipped or reused. Only committed events are ever published or se
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runwire.errors import NotFound
 from runwire.protocol.codes import ACTIVE_RUN_STATUSES
 from runwire.protocol.envelope import Envelope, encode, utc_now
+from runwire.store.db import sqlite_driver
 from runwire.store.models import Event, Run, Thread
 
 
@@ -73,16 +73,9 @@ def _sqlite_time(dialect: Dialect) -> Callable[[datetime], Any]:
     return processor
 
 
-def _driver(conn: Connection) -> sqlite3.Connection | None:
-    """The sqlite3 connection under `conn` (same transaction), when it is one (the
-    synchronous engines of :class:`~runwire.store.db.Database`; not aiosqlite's)."""
-    driver = conn.connection.driver_connection
-    return driver if isinstance(driver, sqlite3.Connection) else None
-
-
 def allocate(conn: Connection, thread_id: str, n: int, now: datetime) -> int | None:
     """Reserve `n` seqs of a thread; returns the last one, None when the thread is gone."""
-    driver = _driver(conn)
+    driver = sqlite_driver(conn)
     if driver is not None:
         row = driver.execute(_SQLITE_ALLOCATE,
                              (n, _sqlite_time(conn.dialect)(now), thread_id)).fetchone()
@@ -117,7 +110,7 @@ def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert encoded log rows (one multi-row statement)."""
     if not rows:
         return
-    driver = _driver(conn)
+    driver = sqlite_driver(conn)
     if driver is None:
         conn.execute(_insert_statement(), rows)
         return

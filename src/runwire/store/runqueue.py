@@ -28,6 +28,7 @@ from runwire.errors import NotFound, ThreadBusy
 from runwire.ids import new_id
 from runwire.protocol.codes import ACTIVE_RUN_STATUSES, RunStatus
 from runwire.protocol.envelope import utc_now
+from runwire.store.db import sqlite_driver
 from runwire.store.models import Message, Run, Thread
 
 MAX_TITLE = 200
@@ -76,6 +77,7 @@ class Enqueued:
     duplicate: bool
     created_title: str | None = None  # the new thread's title when one was created
     busy_run_ids: tuple[str, ...] = ()  # the thread's active runs before this one
+    started: bool = False  # claimed by this node in the same transaction (an admission)
 
 
 @functools.cache
@@ -227,8 +229,19 @@ def owned(conn: Connection, run_ids: Collection[str], node_id: str) -> set[str]:
     """Fencing, for a batch: those of `run_ids` that `node_id` still holds running."""
     if not run_ids:
         return set()
+    driver = sqlite_driver(conn)
+    if driver is not None:
+        ids = list(run_ids)
+        return {row[0] for row in driver.execute(_sqlite_owned(len(ids)), [node_id, *ids])}
     return set(conn.execute(_statements()["owned"],
                             {"runs": list(run_ids), "node": node_id}).scalars())
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_owned(n: int) -> str:
+    """The fencing query for `n` runs on the sqlite3 connection (see ``sqlite_driver``)."""
+    return ("SELECT id FROM runs WHERE node_id = ? AND status = 'running' AND id IN ("
+            + ", ".join("?" * n) + ")")
 
 
 def renew(conn: Connection, *, node_id: str, run_ids: Sequence[str],
