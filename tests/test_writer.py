@@ -80,7 +80,8 @@ def test_events_of_many_runs_commit_in_one_transaction_in_order_and_after_commit
                 async with _held(services):
                     before = writer.batches
                     await first.emit("agent_thinking", {"agent_name": "a", "thought": "1"})
-                    await asyncio.sleep(0)  # the writer takes it and waits for the lock
+                    while writer.pending:  # the writer takes it and waits for the lock
+                        await asyncio.sleep(0)
                     for em in (first, *others):
                         await em.emit("tool_executing", {"agent_name": "a", "tool_name": "t",
                                                           "tool_args": {}, "tool_call_id": "c"})

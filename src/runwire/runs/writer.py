@@ -52,6 +52,12 @@ Transition = Callable[[Connection], bool]
 """A conditional write in the batch's transaction; False: the run moved on (it wrote
 nothing), and the run's events of this batch are left out."""
 
+GATHER = 0.002
+"""Longest a batch waits for runs that are still adding to it (see EventWriter._gather)."""
+QUIET_TURNS = 4
+"""Turns of the loop without a new item that end the wait (a run's next event is a few
+turns away: pydantic-ai's stream passes each through several tasks and checkpoints)."""
+
 Delta = tuple[str, str, str]  # (agent_name, message_id, delta) of a partial_result
 
 
@@ -177,6 +183,7 @@ class EventWriter:
         while True:
             if not self._closing:
                 await self._wake.wait()
+                await self._gather()
             self._wake.clear()
             batch = self._take()
             if not batch:
@@ -203,6 +210,18 @@ class EventWriter:
                         self._done([one])
                 continue
             delay = 0.05
+
+    async def _gather(self) -> None:
+        """Let the runs that are producing right now add to this batch: yield to the loop
+        while each turn brought new items, for at most `GATHER` seconds. A lone event
+        (nothing else running) is committed after one turn of the loop; a model streaming
+        a burst of deltas, or many streams at once, fill one commit instead of one each."""
+        deadline = time.monotonic() + GATHER
+        seen, quiet = self.pending, 0
+        while quiet < QUIET_TURNS and not self._closing and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if self.pending == seen else 0
+            seen = self.pending
 
     def _take(self) -> list[_RunBatch]:
         batch: list[_RunBatch] = []
