@@ -92,7 +92,8 @@ def serve(
         with holder:
             code = Supervisor(argv, settings.node_id, workers).run()
         raise typer.Exit(code)
-    RunwireServer(server_config(create_app(settings), settings, host=host, port=port)).run()
+    RunwireServer(server_config(create_app(settings), settings, host=host, port=port),
+                  freeze_gc=True).run()
 
 
 @app.command()

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -63,7 +64,24 @@ class WebSocketFastPath:
 
 
 class RunwireServer(uvicorn.Server):
-    """uvicorn's server with runwire's drain before the connections are shut."""
+    """uvicorn's server with runwire's drain before the connections are shut.
+
+    `freeze_gc` (the server process, not tests that start several servers in one process):
+    once started, everything built so far (modules, the app, its services) moves to the
+    garbage collector's permanent generation. Its full passes then scan only what runs
+    create: measured under builtin runs, full passes took ~100 ms each (a pause of the
+    whole node, ~1 ms of CPU per run) and ~10 ms after the freeze.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, freeze_gc: bool = False) -> None:
+        super().__init__(config)
+        self._freeze_gc = freeze_gc
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._freeze_gc and not self.should_exit:
+            gc.collect()
+            gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:

@@ -87,7 +87,7 @@ class WorkerServer(RunwireServer):
     `ready_fd`, the supervisor's pipe."""
 
     def __init__(self, config: uvicorn.Config, ready_fd: int | None) -> None:
-        super().__init__(config)
+        super().__init__(config, freeze_gc=True)
         self._ready_fd = ready_fd
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
