@@ -133,7 +133,9 @@ def fanout_row(res: Results, logdir: Path, profiles: list[Profile], quick: bool)
     runs = 40 if quick else rows_fanout.RUNS
     with servers.runwire("fanout", logdir, RUNWIRE_BUILTIN_DELTA_DELAY=rows_fanout.DELTA_DELAY,
                          RUNWIRE_WS_COMPRESSION="false") as node:
+        cpu0 = servers.cpu_seconds(node.pid)
         rw = asyncio.run(rows_fanout.runwire_fanout(node.ws_url, runs))
+        rw["cpu"] = servers.cpu_seconds(node.pid) - cpu0
         recorder = Recorder("fan-out to 100 connections (after they connected)", node.pid,
                             logdir / "profile-fanout")
         try:
@@ -141,15 +143,24 @@ def fanout_row(res: Results, logdir: Path, profiles: list[Profile], quick: bool)
         finally:
             profiles.append(recorder.stop())
     with servers.baseline("baseline-fanout", logdir) as base:
+        cpu0 = servers.cpu_seconds(base.pid)
         bl = asyncio.run(rows_fanout.baseline_fanout(base.base, base.ws_url, rw["sizes"]))
+        bl["cpu"] = servers.cpu_seconds(base.pid) - cpu0
     share = rw["rate"] / bl["rate"]
+    busy = {name: r["cpu"] / r["seconds"] for name, r in (("runwire", rw), ("baseline", bl))}
+    ceiling = ("; neither server used its core: the rate is the load generator's ceiling, "
+               "compare the CPU per frame" if max(busy.values()) < 0.9 else "")
     res["fanout"] = {"runwire": {k: v for k, v in rw.items() if k != "sizes"}, "baseline": bl}
     return Row("events/s delivered to 100 clients of one node",
                f"{rw['rate']:,.0f} events/s ({share:.0%} of baseline)",
                f"plain uvicorn + websockets {bl['rate']:,.0f} events/s", "≥ 50% of baseline",
                share >= 0.5,
                f"{rw['frames']:,} frames ({rw['events_per_client']:,} per connection, mean "
-               f"{rw['mean_size']:.0f} B) in {rw['seconds']:.2f} s; baseline sends the same")
+               f"{rw['mean_size']:.0f} B) in {rw['seconds']:.2f} s; baseline sends the same; "
+               f"server CPU per frame: runwire {rw['cpu'] / rw['frames'] * 1e6:.1f} µs "
+               f"(producing the events included: runs, log) at {busy['runwire']:.0%} of a "
+               f"core, baseline {bl['cpu'] / bl['frames'] * 1e6:.1f} µs at "
+               f"{busy['baseline']:.0%}{ceiling}")
 
 
 def memory_row(res: Results, logdir: Path, quick: bool) -> Row:
