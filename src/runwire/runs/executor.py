@@ -193,7 +193,8 @@ class RunExecutor:
             raise NotFound("run vanished")
         request = run.request or {}
         found = await self._db.query(
-            lambda conn: runqueue.inputs(conn, run, history_limit=self._settings.max_history_size))
+            lambda conn: runqueue.inputs(conn, run, history_limit=self._settings.max_history_size),
+            small=True)
         if found is None:
             raise NotFound("user message vanished")
         rows = [HistoryMessage("assistant" if m.role == "assistant" else "user", m.content,

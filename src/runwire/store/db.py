@@ -210,12 +210,15 @@ class Database:
         """
         return await self._unit(work, write=True)
 
-    async def query(self, work: Callable[[Connection], T]) -> T:
+    async def query(self, work: Callable[[Connection], T], *, small: bool = False) -> T:
         """Like :meth:`transaction` for reads: nothing is committed; on SQLite it runs in
-        the reader thread (one hop), so a long read never stalls the event loop."""
-        return await self._unit(work, write=False)
+        the reader thread (one hop), so a long read never stalls the event loop — unless
+        it is `small` (bounded, a few rows: a run's inputs), which runs on the loop: the hop
+        and the GIL hand-offs cost more than such a read."""
+        return await self._unit(work, write=False, inline=small)
 
-    async def _unit(self, work: Callable[[Connection], T], *, write: bool) -> T:
+    async def _unit(self, work: Callable[[Connection], T], *, write: bool,
+                    inline: bool = False) -> T:
         self._check_breaker()
         kind = "write" if write else "read"
         try:
@@ -227,6 +230,8 @@ class Database:
                     assert self._write_lock is not None
                     async with self._write_lock:
                         result = self._run_write(work)  # on the loop: see __init__
+                elif inline:
+                    result = self._run_read(work)
                 else:
                     # in the caller's context: its trace span is the parent of the query's
                     context = contextvars.copy_context()

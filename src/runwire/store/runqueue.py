@@ -375,9 +375,8 @@ def inputs(conn: Connection, run: RunRecord, *, history_limit: int) -> RunInputs
     The window: the newest `history_limit` message rows of the run's owner before the run's
     own user message (the prompt, not history), with their runs' stored pydantic-ai
     messages."""
-    found = conn.execute(
-        select(Message.id, Message.content)
-        .where(Message.user_id == run.user_id, Message.message_id == run.message_id)).first()
+    found = conn.execute(_input_statements()["prompt"],
+                         {"user": run.user_id, "mid": run.message_id}).first()
     if found is None:
         return None
     earlier = history(conn, run.user_id, run.thread_id, before_id=found.id, limit=history_limit)
@@ -391,11 +390,8 @@ def history(conn: Connection, user_id: str, thread_id: str, *, before_id: int,
     oldest first."""
     if limit <= 0:
         return []
-    rows = conn.execute(
-        select(Message.role, Message.content, Message.run_id)
-        .where(Message.thread_id == thread_id, Message.user_id == user_id,
-               Message.id < before_id)
-        .order_by(Message.id.desc()).limit(limit))
+    rows = conn.execute(_input_statements()["history"], {
+        "thread": thread_id, "user": user_id, "before": before_id, "limit": limit})
     return [HistoryRow(r.role, r.content, r.run_id) for r in rows][::-1]
 
 
@@ -405,7 +401,21 @@ def model_messages(conn: Connection, user_id: str, run_ids: Iterable[str]) -> di
     ids = sorted(set(run_ids))
     if not ids:
         return {}
-    rows = conn.execute(
-        select(Run.id, Run.model_messages)
-        .where(Run.id.in_(ids), Run.user_id == user_id, Run.model_messages.is_not(None)))
+    rows = conn.execute(_input_statements()["model_messages"], {"runs": ids, "user": user_id})
     return {run_id: data for run_id, data in rows if data is not None}
+
+
+@functools.cache
+def _input_statements() -> dict[str, Any]:
+    """The statements of :func:`inputs`, built once."""
+    return {
+        "prompt": select(Message.id, Message.content).where(
+            Message.user_id == bindparam("user"), Message.message_id == bindparam("mid")),
+        "history": select(Message.role, Message.content, Message.run_id).where(
+            Message.thread_id == bindparam("thread"), Message.user_id == bindparam("user"),
+            Message.id < bindparam("before")).order_by(Message.id.desc())
+        .limit(bindparam("limit")),
+        "model_messages": select(Run.id, Run.model_messages).where(
+            Run.id.in_(bindparam("runs", expanding=True)), Run.user_id == bindparam("user"),
+            Run.model_messages.is_not(None)),
+    }
