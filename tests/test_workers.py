@@ -82,6 +82,25 @@ async def one_tab_per_worker(node: Node, stack: AsyncExitStack) -> dict[str, Run
     return tabs
 
 
+async def both_workers_subscribed(node: Node, user: str = "alice") -> None:
+    """Wait until Redis counts both workers on the user's channel. A worker subscribes
+    when its first tab of the user connects, but under load its SUBSCRIBE can be
+    deferred (the bus resubscribes later, see bus/redis.py); a run started meanwhile
+    would reach the other worker's tab only from its first event after that."""
+    import redis.asyncio as aioredis
+
+    channel = f"{node.env['RUNWIRE_REDIS_PREFIX']}u:{user}"
+    client = aioredis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                if dict(await client.pubsub_numsub(channel)).get(channel, 0) >= 2:
+                    return
+                await asyncio.sleep(0.02)  # ok-sleep: polling another process's state
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 async def two_workers(tmp_path: Path) -> AsyncIterator[Node]:
     if not await pg_available():
@@ -112,6 +131,7 @@ async def test_tabs_on_two_workers_see_each_others_runs_live(two_workers: Node) 
         assert sorted(tabs) == ["wk-w0", "wk-w1"], f"tabs only on {sorted(tabs)}"
         # connection_established is written after the tab's bus subscription is made.
         asker, watcher = tabs["wk-w0"], tabs["wk-w1"]
+        await both_workers_subscribed(node)
         ack, asked = await asker.ask(QUESTION)
         thread_id = ack["payload"]["thread_id"]
         seen = await watcher.until(lambda f: f["type"] == "agent_completed"

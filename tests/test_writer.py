@@ -80,8 +80,11 @@ def test_events_of_many_runs_commit_in_one_transaction_in_order_and_after_commit
                 async with _held(services):
                     before = writer.batches
                     await first.emit("agent_thinking", {"agent_name": "a", "thought": "1"})
-                    while writer.pending:  # the writer takes it and waits for the lock
+                    for _ in range(1000):  # the writer takes it and waits for the lock
+                        if not writer.pending:
+                            break
                         await asyncio.sleep(0)
+                    assert writer.pending == 0
                     for em in (first, *others):
                         await em.emit("tool_executing", {"agent_name": "a", "tool_name": "t",
                                                           "tool_args": {}, "tool_call_id": "c"})

@@ -19,9 +19,10 @@ from runwire.protocol.codes import RunEventType
 class EventSink(Protocol):
     """Where a run's events go (the run's emitter).
 
-    Contract: `emit` queues the event for a commit within a short window (30 ms; events
-    of that window share one transaction, consecutive deltas become one event); nothing is
-    sent before it is committed; events of one run keep the order of the `emit` calls. A
+    Contract: `emit` queues the event for the node's next group commit (see
+    :mod:`runwire.runs.writer`: events pending together share one transaction, consecutive
+    deltas become one event); nothing is sent before it is committed; events of one run
+    keep the order of the `emit` calls. A
     failed commit is raised by the run's next `emit` (StorageUnavailable, LeaseLost). The
     sink adds thread_id, run_id, seq and timestamp; callers give only the type and the
     payload of SPEC 2.4.
