@@ -65,11 +65,11 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         "",
         _Para("runwire_runs"),
         f"* **Latency** (p50 {ms(lat50)} to `agent_started`, {ms(done50)} to "
-        "`agent_completed`). Before `agent_started` a message takes two short write "
-        "transactions (store the message + thread + run; claim the run and append "
-        "`agent_started`), SQLAlchemy Core statements built once and run on the event loop "
-        "(SQLite: no thread hop), plus the claim loop's wake-up and the publisher's turn. "
-        "In the profile the run pipeline "
+        "`agent_completed`). Before `agent_started` a message takes one short write "
+        "transaction when the node has a free slot (store the message + thread + run, "
+        "claim it and append `agent_started`: SQLAlchemy Core statements built once, run "
+        "on the event loop, no thread hop on SQLite) and the publisher's turn; the run's "
+        "first step waits until `agent_started` is out. In the profile the run pipeline "
         f"(`RunExecutor._execute`) holds {_share(profiles, 'agent_started', 'RunExecutor')} "
         "of the GIL samples, most of it pydantic-ai's agent graph; the gateway's writer "
         f"{_writer(profiles)}. LangGraph's first SSE event only comes "
@@ -80,20 +80,21 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         f"* **Runs/s** ({rate:,.0f} runs/s, ~{runs_ms:,.0f} ms of server time per run). "
         "A builtin run is a full pydantic-ai agent graph (two model turns, a tool call: "
         "pydantic-ai alone costs the figure in the row's baseline) plus runwire's share: "
-        "the accept and claim transactions, its events through the node's writer (one "
-        "group commit for all runs), its inputs in one read, its end with its last events. "
+        "the accept transaction (which also claims it), its events through the node's "
+        "writer (one group commit for all runs; a burst of deltas is one commit), its "
+        "inputs in one small read on the loop, its end with its last events. "
         "The LangGraph peer's run is one graph node with no durable storage.",
         _Para("fanout"),
         f"* **Fan-out** ({events_s:,.0f} events/s produced, each delivered to 100 "
         "connections). runwire's events come from real runs: the server's time splits "
         "between producing them (the runs, "
         f"{_share(profiles, 'fan-out', 'RunExecutor')} of the samples: pydantic-ai, and the "
-        "node's writer committing their events — SQLAlchemy's execution context per "
-        "statement is its largest part) and delivering them (the connection writers: one "
-        "wake-up and one socket write per batch of frames built once for every "
-        "connection). Under load the writer merges more deltas per commit, so fewer, "
-        "larger events. The baseline sends pre-built frames in a loop, with no "
-        "production and no per-connection task.",
+        "node's writer committing their events) and delivering them (the connection "
+        "writers: one wake-up and one socket write per batch of frames built once for "
+        "every connection, where the baseline writes each frame on its own). Both servers "
+        "fill their core, so the CPU per frame in the row's details compares the two "
+        "delivery paths; with the deltas 35 ms apart (before) the row measured the "
+        "model's pace instead.",
         _Para("memory"),
         f"* **Memory** ({mem:.1f} KiB per idle connection, baseline {base_mem:.1f} KiB). "
         "The baseline's cost is uvicorn's protocol object and receive queue, the websockets "
@@ -118,9 +119,10 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         f"{ms(local50)}); from the event's timestamp most of the time is the PostgreSQL "
         "commit before anything is published. The tail is scheduling on a busy machine.",
         "",
-        "Still open: SQLAlchemy's execution context per statement in the writer's "
-        "transaction (the raw DB-API cursor on SQLite would skip it), pydantic-ai's agent "
-        "graph per turn and its per-event generator layers (see the upstream notes below).",
+        "Still open: pydantic-ai runs slower per token inside the server than alone (the "
+        "loop shared with the sockets and the writer), the PostgreSQL writer's round trips "
+        "through SQLAlchemy's asyncpg adapter, pydantic-ai's agent graph per turn and its "
+        "per-event generator layers (see the upstream notes below).",
         "",
     ]
     lines[lines.index(_Para("cross_node")) + 3:lines.index(_Para("cross_node")) + 3] = [

@@ -108,7 +108,13 @@ def _manual_transactions(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
 
 
 def _begin_immediate(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # On the driver's connection: one statement, no SQLAlchemy execution context (a
+    # tenth of a one-event commit).
+    driver = sqlite_driver(conn)
+    if driver is None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        driver.execute("BEGIN IMMEDIATE")
 
 
 class Database:
