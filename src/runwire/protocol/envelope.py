@@ -67,12 +67,15 @@ def encode(
         frame["seq"] = seq
     frame["timestamp"] = iso(timestamp or utc_now())
     try:
-        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=str,
-                          allow_nan=False)
+        text = _ENCODER.encode(frame)
     except ValueError:  # NaN/Infinity (a tool's result...): not JSON; JSON.parse refuses them
-        text = json.dumps(_finite(frame), separators=(",", ":"), ensure_ascii=False,
-                          default=str, allow_nan=False)
+        text = _ENCODER.encode(_finite(frame))
     return utf8_safe(text)
+
+
+# One encoder for every frame (json.dumps with options builds a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str,
+                            allow_nan=False)
 
 
 def _finite(value: Any) -> Any:
