@@ -82,6 +82,42 @@ async def test_subscribers_get_their_users_envelopes_in_order_once(make_bus: Bus
     assert other == []
 
 
+async def subscribed_everywhere(bus: Bus, user: str, nodes: int) -> None:
+    """Wait until `nodes` nodes' subscriptions to `user` are live in Redis."""
+    if isinstance(bus, RedisBus):
+        async def count() -> int:
+            found = await bus.client.pubsub_numsub(bus.channel(user))
+            return int(found[0][1])
+
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while await count() < nodes:
+            assert asyncio.get_running_loop().time() < deadline, "subscription never live"
+            await asyncio.sleep(0.005)  # ok-sleep: polling a condition with a deadline
+
+
+async def test_a_batch_reaches_every_node_complete_and_in_order(make_bus: BusFactory) -> None:
+    """What the node's writer publishes after a commit: many threads' envelopes at once,
+    more than one Redis pipeline's worth."""
+    a = await started(make_bus("node-a"))
+    b = await started(make_bus("node-b"))
+    got_a: list[Envelope] = []
+    got_b: list[Envelope] = []
+    bobs: list[Envelope] = []
+    batch = [env("alice" if i % 3 else "bob", i, thread=f"t{i % 7}") for i in range(1, 1201)]
+    async with a.subscribe("alice", got_a.append), b.subscribe("alice", got_b.append), \
+            b.subscribe("bob", bobs.append):
+        await subscribed_everywhere(a, "alice", 2)
+        await subscribed_everywhere(a, "bob", 1)
+        await a.publish_many(batch)
+        alices = [e.seq for e in batch if e.user_id == "alice"]
+        await until(lambda: len(got_b) == len(alices) and len(bobs) == len(batch) - len(alices))
+    assert [e.seq for e in got_a] == alices  # locally at once
+    assert [e.seq for e in got_b] == alices
+    assert [e.seq for e in bobs] == [e.seq for e in batch if e.user_id == "bob"]
+    assert [(e.thread_id, e.text) for e in got_b] == [
+        (e.thread_id, e.text) for e in batch if e.user_id == "alice"]
+
+
 async def test_unsubscribed_callbacks_get_nothing_more(make_bus: BusFactory) -> None:
     bus = await started(make_bus("node-a"))
     got: list[Envelope] = []

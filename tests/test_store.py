@@ -92,6 +92,36 @@ async def test_concurrent_appends_get_gapless_unique_seqs(db: Database) -> None:
     assert bounds.last == len(seqs) == 5 * sum(1 + i % 3 for i in range(10))
 
 
+async def test_one_allocation_for_many_threads_is_gapless_and_skips_a_deleted_thread(
+        db: Database) -> None:
+    """The node's writer reserves seqs for every thread of a batch at once, while other
+    transactions append to the same threads."""
+    async with db.write() as s:
+        threads = [(await repo.create_thread(s, "u", f"t{i}")).id for i in range(6)]
+    gone = "no-such-thread"
+
+    async def batch(k: int) -> dict[str, int]:
+        counts = {t: 1 + (i + k) % 3 for i, t in enumerate(threads)} | {gone: 2}
+        return await db.transaction(lambda c: eventlog.allocate_many(c, counts, utc_now()))
+
+    async def single(k: int) -> int:
+        events = [NewEvent("agent_thinking", {"k": k})]
+        envelopes = await db.transaction(
+            lambda c: eventlog.append(c, "u", threads[k % 6], events))
+        return envelopes[0].seq
+
+    answers, singles = await asyncio.gather(asyncio.gather(*(batch(k) for k in range(8))),
+                                            asyncio.gather(*(single(k) for k in range(12))))
+    assert all(set(a) == set(threads) for a in answers)  # the deleted thread is left out
+    for i, thread in enumerate(threads):
+        seqs = [seq for k, seq in enumerate(singles) if k % 6 == i]
+        for k, answer in enumerate(answers):
+            n = 1 + (i + k) % 3
+            seqs += range(answer[thread] - n + 1, answer[thread] + 1)
+        bounds = await db.query(lambda c, t=thread: eventlog.bounds(c, t))
+        assert sorted(seqs) == list(range(1, bounds.last + 1))  # no seq twice, none skipped
+
+
 async def test_a_failed_transaction_leaves_no_message_run_or_seq(db: Database) -> None:
     async with db.write() as s:
         thread = await repo.create_thread(s, "u", "t")

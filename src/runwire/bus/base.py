@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Literal, Protocol
 
@@ -27,6 +27,11 @@ class Bus(Protocol):
     """
 
     async def publish(self, envelope: Envelope) -> None: ...
+
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
+        """`publish` each of `envelopes`, in order (the Redis backend sends them to the other
+        nodes in one round trip)."""
+        ...
 
     def subscribe(
         self, user_id: str, callback: Subscriber

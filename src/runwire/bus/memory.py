@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from runwire.bus.base import BusHealth, Subscriber
 from runwire.protocol.envelope import Envelope
@@ -21,6 +21,10 @@ class InMemoryBus:
 
     async def publish(self, envelope: Envelope) -> None:
         self.deliver(envelope)
+
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            self.deliver(envelope)
 
     async def publish_control(self, message: str) -> None:
         if self.on_control is not None:

@@ -9,10 +9,11 @@ There is no timer.
 
 Inside the transaction, in this order: fencing of the runs that need it (one query for the
 batch), each run's transition (a conditional update such as its end, see
-:mod:`runwire.runs.lifecycle`), seqs per thread (one ``UPDATE … RETURNING`` each), every
-row in one multi-row INSERT. Consecutive deltas of one answer are merged first. After the
-commit the envelopes are published — in seq order per thread, batches in commit order —
-and only then are the waiting callers told.
+:mod:`runwire.runs.lifecycle`), seqs for every thread (on PostgreSQL one ``UPDATE …
+RETURNING`` for all of them), every row in one multi-row INSERT. Consecutive deltas of one
+answer are merged first. After the commit the envelopes are published — in seq order per
+thread, batches in commit order, in one Redis round trip — and only then are the waiting
+callers told.
 
 Failures fail exactly the runs they concern:
 - a run that lost its lease (fencing) or whose thread is gone is left out of the batch
@@ -275,14 +276,16 @@ class EventWriter:
                 threads.setdefault(emitter.thread_id, []).append(run)
         now = utc_now()
         rows: list[dict[str, Any]] = []
+        counts = {thread_id: sum(len(run.events) for run in runs)
+                  for thread_id, runs in threads.items()}
+        lasts = eventlog.allocate_many(conn, counts, now) if counts else {}
         for thread_id, runs in threads.items():
-            n = sum(len(run.events) for run in runs)
-            last = eventlog.allocate(conn, thread_id, n, now)
+            last = lasts.get(thread_id)
             if last is None:
                 for run in runs:
                     run.error = NotFound(f"thread {thread_id} not found")
                 continue
-            seq = last - n + 1
+            seq = last - counts[thread_id] + 1
             for run in runs:
                 run.envelopes = eventlog.encode_events(run.emitter.user_id, thread_id, seq,
                                                        run.events, now, rows)
@@ -347,11 +350,10 @@ class EventWriter:
             settle()
 
     async def _send(self, envelopes: list[Envelope]) -> None:
-        for env in envelopes:
-            try:
-                await self._bus.publish(env)
-            except Exception:
-                log.warning("bus publish failed; clients repair from the log", exc_info=True)
+        try:
+            await self._bus.publish_many(envelopes)
+        except Exception:
+            log.warning("bus publish failed; clients repair from the log", exc_info=True)
 
     def _settle_all(self, batch: list[_RunBatch]) -> None:
         for run in batch:

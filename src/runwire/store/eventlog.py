@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Dialect, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runwire.errors import NotFound
@@ -56,6 +56,23 @@ def _insert_statement() -> Any:
     return insert(Event)
 
 
+@functools.cache
+def _allocate_many_statement() -> Any:
+    """Seq allocation for several threads in one statement (PostgreSQL: the writer's batch
+    is one round trip, not one per thread). The rows are locked in id order first, so two
+    nodes allocating for overlapping threads wait for each other instead of deadlocking."""
+    return text(
+        "WITH locked AS MATERIALIZED ("
+        " SELECT id FROM threads WHERE id = ANY(CAST(:threads AS VARCHAR[]))"
+        " ORDER BY id FOR UPDATE)"
+        " UPDATE threads AS t SET last_seq = t.last_seq + v.n, updated_at = :now"
+        " FROM locked JOIN unnest(CAST(:threads AS VARCHAR[]), CAST(:ns AS INTEGER[]))"
+        " AS v(id, n) ON v.id = locked.id"
+        " WHERE t.id = locked.id"
+        " RETURNING t.id, t.last_seq"
+    ).bindparams(bindparam("now", type_=Thread.__table__.c.updated_at.type))
+
+
 # On SQLite the writer's two statements go straight to the driver's cursor: SQLAlchemy's
 # execution context per statement was the largest part of a batch's cost (profile of the
 # streaming row). Values are bound exactly as SQLAlchemy binds them (its own processor for
@@ -83,6 +100,18 @@ def allocate(conn: Connection, thread_id: str, n: int, now: datetime) -> int | N
     last = conn.execute(_allocate_statement(),
                         {"thread": thread_id, "n": n, "now": now}).scalar_one_or_none()
     return None if last is None else int(last)
+
+
+def allocate_many(conn: Connection, counts: Mapping[str, int], now: datetime
+                  ) -> dict[str, int]:
+    """Reserve seqs for several threads (thread id → how many); returns the last seq of
+    each, leaving out the threads that are gone."""
+    if sqlite_driver(conn) is not None or len(counts) == 1:
+        found = {thread: allocate(conn, thread, n, now) for thread, n in counts.items()}
+        return {thread: last for thread, last in found.items() if last is not None}
+    rows = conn.execute(_allocate_many_statement(),
+                        {"threads": list(counts), "ns": list(counts.values()), "now": now})
+    return {thread: int(last) for thread, last in rows}
 
 
 def encode_events(user_id: str, thread_id: str, first_seq: int, events: Sequence[NewEvent],
