@@ -175,6 +175,7 @@ class Services:
                 "bus-catch-up", lambda: upkeep.catch_up(connections, reader))
             bus.on_lag = metrics.bus_lag.labels(settings.node_id).observe
             await bus.start()
+        await runtime.prepare()
         await runs.start()
         tasks.keep_running("event-retention", services._prune_forever)
         tasks.keep_running("idle-connections", lambda: upkeep.sweep_idle(

@@ -86,9 +86,9 @@ class AgentRuntime:
     Args:
         model: ``builtin`` (runwire's offline demo model, resolved here), a pydantic-ai
             model name (``openai-chat:…``, ``openai:…``, ``anthropic:…``), or a ready
-            pydantic-ai ``Model`` (tests, embedding). Names are resolved on first use, so a
-            missing API key fails runs (as :class:`~runwire.errors.ModelFailure`), not
-            start-up.
+            pydantic-ai ``Model`` (tests, embedding). The default is loaded by
+            :meth:`prepare` at start-up when it can be, others on first use; a missing
+            API key fails runs (as :class:`~runwire.errors.ModelFailure`), not start-up.
         registry: the agents and tools; read, never changed.
         builtin_delta_delay: seconds between the builtin model's answer deltas.
         tool_timeout: seconds a tool call may take unless its spec says otherwise.
@@ -118,6 +118,19 @@ class AgentRuntime:
         self._instrument = instrument  # pydantic-ai InstrumentationSettings, or None (off)
         self._on_model_turn = on_model_turn  # metrics: (model name, seconds) per agent turn
         self._breakers: dict[str, CircuitBreaker] = {}
+
+    async def prepare(self) -> None:
+        """Load the default model before the first run needs it: importing a provider's SDK
+        (openai's takes ~0.4 s of CPU) and pydantic's first use of the message serializer
+        would otherwise stall the event loop under the first runs of every worker. Best
+        effort: a model that cannot be built (a missing API key) still fails runs, as it
+        would have; here it is only logged."""
+        if isinstance(self._model, str):
+            try:
+                await self._open(self._model)
+            except ModelFailure as exc:
+                log.warning("the default model could not be loaded yet: %s", exc)
+        load_messages(dump_messages([]))
 
     def model_info(self) -> ModelInfo:
         """The default model's name and whether it is the offline demo model (for the UI)."""
