@@ -453,11 +453,14 @@ async def test_provider_http_errors_become_model_failures(status: int, retryable
 
 
 async def test_provider_without_api_key_constructs_lazily_and_fails_only_the_run(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     runtime = AgentRuntime(model="openai-chat:gpt-4o-mini", registry=default_registry(),
                            builtin_delta_delay=0)
     assert runtime.model_info() == {"name": "openai-chat:gpt-4o-mini", "demo": False}
+    with caplog.at_level(logging.WARNING, logger="runwire.agents.runtime"):
+        await runtime.prepare()  # start-up goes on, with a warning that says why
+    assert any("OPENAI_API_KEY" in r.getMessage() for r in caplog.records)
     with pytest.raises(ModelFailure) as caught:
         await runtime.execute(make_scope("q", sink=RecordingSink()))
     assert caught.value.retryable is False
