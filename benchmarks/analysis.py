@@ -119,10 +119,18 @@ def section(res: dict[str, Any], profiles: list[Profile]) -> list[str]:
         f"{ms(local50)}); from the event's timestamp most of the time is the PostgreSQL "
         "commit before anything is published. The tail is scheduling on a busy machine.",
         "",
+        _Para("workers"),
+        "* **`--workers 2`**. Two workers, the provider, the load generator, PostgreSQL and "
+        "Redis share the two cores. A worker's batch is a few round trips to PostgreSQL "
+        "(begin, fence, the seqs of every thread in one `UPDATE … RETURNING`, one INSERT, "
+        "commit) and one Redis pipeline; each round trip waits for a turn of a busy loop. "
+        "The tail of the 100-stream level is its first second, when each worker starts 50 "
+        "runs (accept, claim, the first model request) while the first tokens stream.",
+        "",
         "Still open: pydantic-ai runs slower per token inside the server than alone (the "
-        "loop shared with the sockets and the writer), the PostgreSQL writer's round trips "
-        "through SQLAlchemy's asyncpg adapter, pydantic-ai's agent graph per turn and its "
-        "per-event generator layers (see the upstream notes below).",
+        "loop shared with the sockets and the writer; a builtin turn through runwire's "
+        "`AgentRuntime` alone costs ~1 ms more than a bare `Agent`), pydantic-ai's agent "
+        "graph per turn and its per-event generator layers (see the upstream notes below).",
         "",
     ]
     lines[lines.index(_Para("cross_node")) + 3:lines.index(_Para("cross_node")) + 3] = [
