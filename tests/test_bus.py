@@ -64,24 +64,6 @@ def env(user: str, seq: int, thread: str = "t1") -> Envelope:
                     thread_id=thread, seq=seq, run_id="r")
 
 
-async def test_subscribers_get_their_users_envelopes_in_order_once(make_bus: BusFactory) -> None:
-    a = await started(make_bus("node-a"))
-    b = await started(make_bus("node-b"))
-    got_a: list[Envelope] = []
-    got_b: list[Envelope] = []
-    other: list[Envelope] = []
-    async with a.subscribe("alice", got_a.append), b.subscribe("alice", got_b.append), \
-            b.subscribe("bob", other.append):
-        await asyncio.sleep(0.05) if isinstance(b, RedisBus) else None  # ok-sleep: SUBSCRIBE ack
-        for seq in range(1, 51):
-            await a.publish(env("alice", seq))
-        await until(lambda: len(got_a) == 50 and len(got_b) == 50)
-    assert [e.seq for e in got_a] == list(range(1, 51))
-    assert [e.seq for e in got_b] == list(range(1, 51))
-    assert got_b[0].text == '{"seq":1}' and got_b[0].thread_id == "t1"
-    assert other == []
-
-
 async def subscribed_everywhere(bus: Bus, user: str, nodes: int) -> None:
     """Wait until `nodes` nodes' subscriptions to `user` are live in Redis."""
     if isinstance(bus, RedisBus):
@@ -93,6 +75,25 @@ async def subscribed_everywhere(bus: Bus, user: str, nodes: int) -> None:
         while await count() < nodes:
             assert asyncio.get_running_loop().time() < deadline, "subscription never live"
             await asyncio.sleep(0.005)  # ok-sleep: polling a condition with a deadline
+
+
+async def test_subscribers_get_their_users_envelopes_in_order_once(make_bus: BusFactory) -> None:
+    a = await started(make_bus("node-a"))
+    b = await started(make_bus("node-b"))
+    got_a: list[Envelope] = []
+    got_b: list[Envelope] = []
+    other: list[Envelope] = []
+    async with a.subscribe("alice", got_a.append), b.subscribe("alice", got_b.append), \
+            b.subscribe("bob", other.append):
+        await subscribed_everywhere(a, "alice", 2)
+        await subscribed_everywhere(a, "bob", 1)
+        for seq in range(1, 51):
+            await a.publish(env("alice", seq))
+        await until(lambda: len(got_a) == 50 and len(got_b) == 50)
+    assert [e.seq for e in got_a] == list(range(1, 51))
+    assert [e.seq for e in got_b] == list(range(1, 51))
+    assert got_b[0].text == '{"seq":1}' and got_b[0].thread_id == "t1"
+    assert other == []
 
 
 async def test_a_batch_reaches_every_node_complete_and_in_order(make_bus: BusFactory) -> None:
