@@ -112,8 +112,8 @@ class AgentRuntime:
         self._open_models = contextlib.AsyncExitStack()
         self._entered: set[str] = set()
         self._toolsets: dict[AgentSpec, FunctionToolset[RunScope]] = {}
-        self._agents: dict[tuple[AgentSpec, int, bool], tuple[
-            Agent[RunScope, str | DeferredToolRequests], FunctionToolset[RunScope]]] = {}
+        self._agents: dict[tuple[AgentSpec, int, bool],
+                           Agent[RunScope, str | DeferredToolRequests]] = {}
         register_delegation_tools(registry, self._run_sub_agent)
         self._guards = ToolGuards(allow=rate_limit, on_breaker_change=on_breaker_change)
         self._on_breaker_change = on_breaker_change
@@ -210,7 +210,7 @@ class AgentRuntime:
         dispatcher = ToolDispatcher(registry=self._registry, scope=scope, agent_name=spec.name,
                                     default_timeout=self._tool_timeout, guards=self._guards)
         relay = StreamRelay(scope, spec.name, resume.text if resume is not None else "")
-        agent, tools = self._agent(spec, model, deferred=deferred)
+        agent = self._agent(spec, model, deferred=deferred)
         prompt: str | None = scope.user_message
         results: DeferredToolResults | None = None
         if resume is not None:
@@ -232,7 +232,7 @@ class AgentRuntime:
                     result = await agent.run(
                         prompt, message_history=list(history), deferred_tool_results=results,
                         deps=scope, event_stream_handler=relay.handle, usage=usage,
-                        toolsets=[dispatching_toolset(tools, dispatcher)])
+                        toolsets=[dispatching_toolset(self._tools(spec), dispatcher)])
                 except (AgentRunError, UserError, httpx.HTTPError, ConnectionError) as exc:
                     failure = model_failure(exc)
                     if failure.retryable:
@@ -298,29 +298,33 @@ class AgentRuntime:
         self._models[model] = resolved
         return resolved
 
-    def _agent(self, spec: AgentSpec, model: Model, *, deferred: bool
-               ) -> tuple[Agent[RunScope, str | DeferredToolRequests], FunctionToolset[RunScope]]:
-        """The pydantic-ai agent for `spec` on `model` and the tools it offers, both built
-        once (an ``Agent`` took ~0.2 ms to build, per run); a run passes its own dispatcher
-        in with the tools (``run(toolsets=…)``). Keyed by the model object: the cached agent
-        holds it, so its id is not reused while the entry lives."""
-        key = (spec, id(model), deferred)
-        found = self._agents.get(key)
-        if found is not None:
-            return found
+    def _tools(self, spec: AgentSpec) -> FunctionToolset[RunScope]:
+        """The tools `spec` offers (argument schemas built once per agent)."""
         tools = self._toolsets.get(spec)
         if tools is None:
             specs = (*self._registry.tools_for(spec.name),
                      *(self._registry.get_tool(name) for name in spec.delegates))
             tools = self._toolsets[spec] = function_toolset(specs)
+        return tools
+
+    def _agent(self, spec: AgentSpec, model: Model, *, deferred: bool
+               ) -> Agent[RunScope, str | DeferredToolRequests]:
+        """The pydantic-ai agent for `spec` on `model`, built once (an ``Agent`` took
+        ~0.2 ms to build, per run); a run passes its tools in with its own dispatcher
+        (``run(toolsets=…)``). Keyed by the model object: the cached agent holds it, so its
+        id is not reused while the entry lives."""
+        key = (spec, id(model), deferred)
+        found = self._agents.get(key)
+        if found is not None:
+            return found
         capabilities = ([Instrumentation(settings=self._instrument)]
                         if self._instrument is not None else [])
         output_type: Any = [str, DeferredToolRequests] if deferred else str
         agent: Agent[RunScope, str | DeferredToolRequests] = Agent(
             model, deps_type=RunScope, output_type=output_type, name=spec.name,
             instructions=spec.instructions, capabilities=capabilities)
-        self._agents[key] = (agent, tools)
-        return agent, tools
+        self._agents[key] = agent
+        return agent
 
 
 class StreamRelay:
