@@ -10,7 +10,7 @@ import pytest
 
 from runwire.bus.base import Bus
 from runwire.bus.memory import InMemoryBus
-from runwire.bus.redis import RedisBus
+from runwire.bus.redis import RedisBus, encode_message, origin_prefix
 from runwire.protocol.envelope import Envelope
 
 from .conftest import missing_service
@@ -117,6 +117,15 @@ async def test_a_batch_reaches_every_node_complete_and_in_order(make_bus: BusFac
     assert [e.seq for e in bobs] == [e.seq for e in batch if e.user_id == "bob"]
     assert [(e.thread_id, e.text) for e in got_b] == [
         (e.thread_id, e.text) for e in batch if e.user_id == "alice"]
+
+
+def test_a_node_recognises_only_its_own_messages_by_their_prefix() -> None:
+    """Worker ids extend one another (``…-w1``, ``…-w10``): another node's message must
+    never be taken for an echo and dropped."""
+    message = env("alice", 1)
+    for own, other in [("n-w1", "n-w10"), ("n-w10", "n-w1"), ('odd"id', "odd")]:
+        assert encode_message(own, message).startswith(origin_prefix(own))
+        assert not encode_message(other, message).startswith(origin_prefix(own))
 
 
 async def test_unsubscribed_callbacks_get_nothing_more(make_bus: BusFactory) -> None:

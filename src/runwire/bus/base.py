@@ -29,8 +29,8 @@ class Bus(Protocol):
     async def publish(self, envelope: Envelope) -> None: ...
 
     async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
-        """`publish` each of `envelopes`, in order (the Redis backend sends them to the other
-        nodes in one round trip)."""
+        """`publish` each of `envelopes`, in order (the Redis backend sends a writer's batch
+        to the other nodes in one round trip per few hundred)."""
         ...
 
     def subscribe(

@@ -48,6 +48,12 @@ def encode_message(origin: str, env: Envelope) -> str:
     return header + "\n" + env.text
 
 
+def origin_prefix(origin: str) -> str:
+    """How every message `origin` encodes begins (a node drops its own echoes by it,
+    without decoding them)."""
+    return json.dumps([origin, ""])[:-3]
+
+
 def decode_message(data: str) -> tuple[str, Envelope, float]:
     """(origin node, envelope, wall time it was published)."""
     header, _, text = data.partition("\n")
@@ -80,7 +86,7 @@ class RedisBus:
         self._own_guard = guard is None
         self._guard = guard if guard is not None else RedisGuard(url, timeout=timeout)
         self._node = node_id
-        self._echo = json.dumps([node_id, ""])[:-4]  # how this node's messages begin
+        self._echo = origin_prefix(node_id)
         self._prefix = prefix
         self.on_reconnect = on_reconnect
         self._local = InMemoryBus()

@@ -278,7 +278,7 @@ class EventWriter:
         rows: list[dict[str, Any]] = []
         counts = {thread_id: sum(len(run.events) for run in runs)
                   for thread_id, runs in threads.items()}
-        lasts = eventlog.allocate_many(conn, counts, now) if counts else {}
+        lasts = eventlog.allocate_many(conn, counts, now)
         for thread_id, runs in threads.items():
             last = lasts.get(thread_id)
             if last is None:

@@ -106,6 +106,8 @@ def allocate_many(conn: Connection, counts: Mapping[str, int], now: datetime
                   ) -> dict[str, int]:
     """Reserve seqs for several threads (thread id → how many); returns the last seq of
     each, leaving out the threads that are gone."""
+    if not counts:
+        return {}
     if sqlite_driver(conn) is not None or len(counts) == 1:
         found = {thread: allocate(conn, thread, n, now) for thread, n in counts.items()}
         return {thread: last for thread, last in found.items() if last is not None}
