@@ -171,7 +171,11 @@ def streaming(res: dict[str, Any]) -> list[str]:
                      f"runwire's own share {rw['cpu_ms_per_token'] - floor['cpu_ms_per_token']:.2f}"
                      " ms")
         if isinstance(lg, dict):
-            text += f"; LangGraph {lg['cpu_ms_per_token']:.2f} ms/token, p99 {ms(lg['p99'])}"
+            text += f"; LangGraph {lg['cpu_ms_per_token']:.2f} ms/token"
+            if isinstance(floor, dict):
+                text += (f" ({lg['cpu_ms_per_token'] - floor['cpu_ms_per_token']:.2f} ms above "
+                         "the floor, storing no token)")
+            text += f", p99 {ms(lg['p99'])}"
         parts.append(text)
     return [
         "* **Streaming capacity** (" + "; ".join(parts) + "). Per token runwire does what "

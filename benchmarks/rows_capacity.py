@@ -144,8 +144,11 @@ def _stream_row(level: int, rw_v: StreamResult | Exception, floor_v: StreamResul
     runwire = _cell(rw) if rw else _why(rw_v)
     if rw and floor and not math.isnan(own):
         runwire += f"; own {own:.2f} ms CPU/token"
-    baseline = (f"pydantic-ai alone: {_cell(floor) if floor else _why(floor_v)}; "
-                f"LangGraph: {_cell(lg) if lg else _why(lg_v, lg_missing)}")
+    peer = _cell(lg) if lg else _why(lg_v, lg_missing)
+    peer_own = (lg.cpu_per_token_ms() - floor.cpu_per_token_ms()) if lg and floor else math.nan
+    if not math.isnan(peer_own):
+        peer += f"; above the floor {peer_own:.2f} ms (stores no token)"
+    baseline = f"pydantic-ai alone: {_cell(floor) if floor else _why(floor_v)}; LangGraph: {peer}"
     return Row(f"streaming capacity, one core: {level} streams × {RATE:g} tokens/s "
                f"({level * RATE:,.0f} tokens/s)", runwire, baseline, target, met,
                f"{level} streams of {TOKENS} tokens started over 1 s; lag = arrival − the "
