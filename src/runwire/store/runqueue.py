@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, func, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from runwire.errors import NotFound, ThreadBusy
@@ -80,6 +80,13 @@ class Enqueued:
     started: bool = False  # claimed by this node in the same transaction (an admission)
 
 
+def _one_of(column: Any, values: Iterable[str]) -> Any:
+    """``column IN (values)`` for a fixed set of values, as ORed comparisons: SQLAlchemy
+    renders an IN of values anew at every execution (an "expanding" parameter: ~40 µs of
+    the claim statement's ~300 µs on SQLite)."""
+    return or_(*(column == value for value in values))
+
+
 @functools.cache
 def _statements() -> dict[str, Any]:
     """Hot statements, built once (building SQLAlchemy expressions is costly)."""
@@ -88,7 +95,7 @@ def _statements() -> dict[str, Any]:
             Message.user_id == bindparam("user"), Message.message_id == bindparam("mid")),
         "thread_owner": select(Thread.user_id).where(Thread.id == bindparam("thread")),
         "active": select(Run.id).where(
-            Run.thread_id == bindparam("thread"), Run.status.in_(ACTIVE_RUN_STATUSES))
+            Run.thread_id == bindparam("thread"), _one_of(Run.status, ACTIVE_RUN_STATUSES))
         .order_by(Run.created_at, Run.id),
         "insert_thread": insert(Thread),
         "insert_run": insert(Run),
@@ -102,7 +109,7 @@ def _statements() -> dict[str, Any]:
             Run.node_id == bindparam("node")),
         # A run that waits for approvals ends like a queued one (it holds no lease).
         "end_queued": update(Run).where(Run.id == bindparam("run"),
-                                        Run.status.in_(("queued", "waiting"))),
+                                        _one_of(Run.status, ("queued", "waiting"))),
     }
 
 
@@ -180,7 +187,7 @@ def _claim_statement(skip_locked: bool) -> Any:
         .where(Run.status == "queued")
         # A waiting run (paused for approvals) is its thread's active run too.
         .where(~exists().where(running.thread_id == Run.thread_id,
-                               running.status.in_(("running", "waiting"))))
+                               _one_of(running.status, ("running", "waiting"))))
         .where(~exists().where(
             earlier.thread_id == Run.thread_id, earlier.status == "queued",
             (earlier.created_at < Run.created_at)
