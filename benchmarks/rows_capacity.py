@@ -124,11 +124,16 @@ def _why(value: StreamResult | Exception | None, missing: str | None = None) -> 
     return missing or "not run"
 
 
+def _above_floor(server: StreamResult | None, floor: StreamResult | None) -> float:
+    """A server's CPU per token minus pydantic-ai's alone (its own share); nan without both."""
+    return server.cpu_per_token_ms() - floor.cpu_per_token_ms() if server and floor else math.nan
+
+
 def _stream_row(level: int, rw_v: StreamResult | Exception, floor_v: StreamResult | Exception,
                 lg_v: StreamResult | Exception | None, lg_missing: str | None,
                 load: float) -> Row:
     rw, floor, lg = _ok(rw_v), _ok(floor_v), _ok(lg_v)
-    own = (rw.cpu_per_token_ms() - floor.cpu_per_token_ms()) if rw and floor else math.nan
+    own = _above_floor(rw, floor)
     target = "0 lost; runwire's own CPU/token (server − floor) ≤ 0.1 ms"
     if level == 50:
         target = "0 lost; lag p99 ≤ 100 ms (LangGraph: 130–164 ms); own CPU/token ≤ 0.1 ms"
@@ -142,10 +147,10 @@ def _stream_row(level: int, rw_v: StreamResult | Exception, floor_v: StreamResul
     else:
         met = False
     runwire = _cell(rw) if rw else _why(rw_v)
-    if rw and floor and not math.isnan(own):
+    if not math.isnan(own):
         runwire += f"; own {own:.2f} ms CPU/token"
     peer = _cell(lg) if lg else _why(lg_v, lg_missing)
-    peer_own = (lg.cpu_per_token_ms() - floor.cpu_per_token_ms()) if lg and floor else math.nan
+    peer_own = _above_floor(lg, floor)
     if not math.isnan(peer_own):
         peer += f"; above the floor {peer_own:.2f} ms (stores no token)"
     baseline = f"pydantic-ai alone: {_cell(floor) if floor else _why(floor_v)}; LangGraph: {peer}"
