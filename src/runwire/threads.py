@@ -61,19 +61,29 @@ class ThreadInfo:
 
 async def announce(bus: Bus, user_id: str, type: str, payload: Mapping[str, Any]) -> None:
     """Publish a thread change (``thread_created`` / ``_updated`` / ``_deleted``) to every
-    connection of the owner, after its transaction committed. A bus failure is logged:
-    these frames are in no thread's log; a tab that missed one sees the change at its next
-    thread list."""
-    try:
-        await bus.publish(Envelope(user_id, type, encode(type, payload)))
-    except Exception:
-        log.warning("bus publish of %s failed", type, exc_info=True)
+    connection of the owner, after its transaction committed."""
+    await _publish(bus, Envelope(user_id, type, encode(type, payload)))
+
+
+def created(user_id: str, thread_id: str, title: str) -> Envelope:
+    """The ``thread_created`` frame of a thread."""
+    return Envelope(user_id, "thread_created",
+                    encode("thread_created", {"thread_id": thread_id, "title": title}))
 
 
 async def announce_created(bus: Bus, user_id: str, thread_id: str, title: str) -> None:
-    """``thread_created`` — for a thread made by REST, AG-UI or a first message (whose
-    thread is created in the message's own transaction, :mod:`runwire.runs.lifecycle`)."""
-    await announce(bus, user_id, "thread_created", {"thread_id": thread_id, "title": title})
+    """``thread_created`` — for a thread made by REST or AG-UI (a first message's thread is
+    announced with the message's events, :mod:`runwire.runs.lifecycle`)."""
+    await _publish(bus, created(user_id, thread_id, title))
+
+
+async def _publish(bus: Bus, envelope: Envelope) -> None:
+    """A bus failure is logged: these frames are in no thread's log; a tab that missed one
+    sees the change at its next thread list."""
+    try:
+        await bus.publish(envelope)
+    except Exception:
+        log.warning("bus publish of %s failed", envelope.type, exc_info=True)
 
 
 class ThreadService:

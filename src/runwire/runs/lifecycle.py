@@ -118,8 +118,9 @@ class RunLifecycle:
     async def accept(self, *, user_id: str, thread_id: str | None, message_id: str,
                      resend: bool, content: str, agent: str, request: Mapping[str, Any],
                      reject_if_busy: bool, admission: Admission | None = None) -> Enqueued:
-        """Store the user message and its queued run; publish ``thread_created`` (for a new
-        thread) and ``message_created``.
+        """Store the user message and its queued run; ``thread_created`` (for a new thread)
+        and ``message_created`` are published right after (in the writer's order, not
+        waited for).
 
         With an `admission` (this node has free slots) the same transaction is also a claim
         round (:meth:`claim`): the oldest claimable runs — usually this one — start at once,
@@ -153,15 +154,13 @@ class RunLifecycle:
         gate = self._start_all(claimed, admission.start if admission is not None else None)
         if any(run.id == done.run_id for run in claimed):
             done = replace(done, started=True)
-        try:
-            if done.created_title is not None:
-                await threads.announce_created(self._bus, user_id, done.thread_id,
-                                               done.created_title)
-            await self.writer.publish(envelopes)
-        finally:
-            # Not waited for: the caller answers ``message_ack`` first, in the same socket
-            # write as ``agent_started`` as a rule; the runs begin once that is out.
-            self.writer.publish_soon(started, lambda: _open(gate))
+        if done.created_title is not None:
+            envelopes.insert(0, threads.created(user_id, done.thread_id, done.created_title))
+        # Not waited for: the publisher sends them on its next turn, in one batch, after the
+        # caller has queued its ``message_ack`` — so the ack, ``thread_created``,
+        # ``message_created`` and ``agent_started`` leave in one socket write as a rule. The
+        # runs begin once they are out.
+        self.writer.publish_soon([*envelopes, *started], lambda: _open(gate))
         return done
 
     @staticmethod
