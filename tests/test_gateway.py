@@ -50,7 +50,9 @@ async def test_run_streams_events_in_order_with_gapless_seq(server: ServerHandle
         done = events[-1]["payload"]
         assert done["status"] == "completed" and done["message_id"] == response["payload"]["message_id"]
         assert all(e["run_id"] == ack["payload"]["run_id"] for e in events[1:])
-        assert any(f["type"] == "thread_created" for f in frames)
+        # As docs/protocol.md §8 shows: the ack first, then the new thread and its first events.
+        assert [f["type"] for f in frames[:4]] == [
+            "message_ack", "thread_created", "message_created", "agent_started"]
 
 
 def _token(server: ServerHandle, **claims: object) -> str:
