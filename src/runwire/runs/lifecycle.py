@@ -44,10 +44,9 @@ from sqlalchemy.exc import IntegrityError
 
 from runwire import threads
 from runwire.agents.scope import ApprovalRequest
-from runwire.bus.base import Bus
 from runwire.errors import AgentFailure
 from runwire.protocol.codes import RunStatus
-from runwire.protocol.envelope import Envelope, encode, utc_now
+from runwire.protocol.envelope import Envelope, utc_now
 from runwire.runs.emitter import RunEmitter
 from runwire.runs.writer import EventWriter
 from runwire.store import approvals, eventlog, runqueue
@@ -103,9 +102,8 @@ class Admission:
 class RunLifecycle:
     """Owns every transition of a run (see the module docstring)."""
 
-    def __init__(self, *, db: Database, bus: Bus, writer: EventWriter, node_id: str) -> None:
+    def __init__(self, *, db: Database, writer: EventWriter, node_id: str) -> None:
         self._db = db
-        self._bus = bus
         self.writer = writer
         self.node_id = node_id
 
@@ -173,13 +171,6 @@ class RunLifecycle:
             for run in runs:
                 start(run, gate)
         return gate
-
-    async def publish_control(self, user_id: str, type: str, payload: Mapping[str, Any]) -> None:
-        """Publish a frame that is not part of a thread's log to all the user's tabs."""
-        try:
-            await self._bus.publish(Envelope(user_id, type, encode(type, payload)))
-        except Exception:  # clients repair a lost control frame by their REST reloads
-            log.warning("bus publish of %s failed", type, exc_info=True)
 
     # ---- claim and start ---------------------------------------------------------------------
 

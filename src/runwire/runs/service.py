@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -87,8 +87,7 @@ class RunService:
             db=db, bus=bus, node_id=settings.node_id, observe=self._observe_event,
             # a run's end or approval_required and its webhook rows: one transaction
             in_transaction=(lambda conn, envs: outbox.record(conn, envs, urls)) if urls else None)
-        self.lifecycle = RunLifecycle(db=db, bus=bus, writer=self.writer,
-                                      node_id=settings.node_id)
+        self.lifecycle = RunLifecycle(db=db, writer=self.writer, node_id=settings.node_id)
         self.executor = RunExecutor(settings=settings, db=db, lifecycle=self.lifecycle,
                                     runtime=runtime, metrics=metrics, search=self.search,
                                     tracing=tracing)
@@ -165,10 +164,6 @@ class RunService:
         if found is None or found.run_id is None:
             return None
         return Ack(message_id, found.thread_id, found.run_id, duplicate=True)
-
-    async def publish_control(self, user_id: str, type: str, payload: Mapping[str, Any]) -> None:
-        """Publish a frame that is not part of a thread's log to all the user's tabs."""
-        await self.lifecycle.publish_control(user_id, type, payload)
 
     def _observe_event(self, batch: Sequence[NewEvent], seconds: float) -> None:
         """Metrics from the events a run commits (append latency, tool outcomes)."""
